@@ -1,0 +1,30 @@
+"""The sweep service's exceptions. The CLI maps `BadInput` to exit code 2, other errors to 1."""
+from __future__ import annotations
+
+
+class SweepError(Exception):
+    """Base class for every error the sweep service raises on purpose."""
+
+
+class BadInput(SweepError):
+    """The user's input (space file, flags, data paths, tracking URI) cannot be run: exit 2."""
+
+
+class SpaceError(BadInput):
+    """A search-space file broke one or more rules; `problems` holds one line per violation."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DataError(BadInput):
+    """A data directory named by the space cannot be used."""
+
+
+class TrackingError(BadInput):
+    """The MLflow tracking store is unreachable or unusable."""
+
+
+class ClusterError(BadInput):
+    """The Ray cluster can never give one trial what it needs."""

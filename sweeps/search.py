@@ -1,0 +1,133 @@
+"""Space -> Ray Tune search algorithm (Optuna) and scheduler (ASHA)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import optuna
+import optuna.distributions as od
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.space import Parameter, Space
+
+BASELINE_TAG = "baseline"
+
+
+def suggest(trial: optuna.Trial, p: Parameter) -> Any:
+    d = p.distribution
+    if isinstance(d, od.CategoricalDistribution):
+        return trial.suggest_categorical(p.name, d.choices)
+    if isinstance(d, od.IntDistribution):
+        return trial.suggest_int(p.name, d.low, d.high, step=d.step, log=d.log)
+    return trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
+
+
+class DefineByRun:
+    """Optuna define-by-run: a conditional parameter is suggested only when its `when` holds,
+    so TPE never learns from values that did not influence the trial.
+
+    A class, not a closure: OptunaSearch pickles it with the study when Tune checkpoints.
+    """
+
+    def __init__(self, space: Space):
+        self.params = space.parameters  # unconditional first (the parser orders them)
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if all(chosen.get(k) == v for k, v in p.when.items()):
+                chosen[p.name] = suggest(trial, p)
+        return None
+
+
+def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
+    if space.method == "grid":
+        grid = {p.name: list(p.distribution.choices) for p in space.parameters}
+        return optuna.samplers.GridSampler(grid, seed=space.seed)
+    if space.method == "random":
+        return optuna.samplers.RandomSampler(seed=space.seed)
+    # TPE's default of 10 random start-up trials would make a 6-trial laptop sweep pure random
+    # search; a third of the budget (at least 2) keeps both phases.
+    startup = min(10, max(2, space.budget.trials // 3))
+    return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup,
+                                      multivariate=True, group=any(p.when for p in space.parameters))
+
+
+class BaselineFirst(Searcher):
+    """Suggests the space's baseline config first, then defers to the wrapped searcher.
+
+    The baseline (e.g. lambda = 0, outside a log-uniform range) is a reference point, not a
+    sample: it is kept out of the Optuna study so TPE's model is not distorted by it.
+    """
+
+    def __init__(self, searcher: Searcher, baseline: dict[str, Any]):
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher = searcher
+        self.baseline = dict(baseline)
+        self.baseline_trial_id: Optional[str] = None
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return self.searcher.set_max_concurrency(max_concurrent)
+
+    def suggest(self, trial_id: str) -> Optional[dict]:
+        if self.baseline_trial_id is None:
+            self.baseline_trial_id = trial_id
+            return {**self.baseline, BASELINE_TAG: True}
+        return self.searcher.suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id != self.baseline_trial_id:
+            self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None,
+                          error: bool = False) -> None:
+        if trial_id != self.baseline_trial_id:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    # SearchGenerator saves wrappers through get_state/set_state and the inner searcher itself.
+    def get_state(self) -> dict:
+        return {"baseline": self.baseline, "baseline_trial_id": self.baseline_trial_id}
+
+    def set_state(self, state: dict) -> None:
+        self.baseline = state["baseline"]
+        self.baseline_trial_id = state["baseline_trial_id"]
+
+    def save(self, checkpoint_path: str) -> None:
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.searcher.restore(checkpoint_path)
+
+
+def make_searcher(space: Space, storage: Optional[str] = None,
+                  study_name: Optional[str] = None) -> Searcher:
+    names = [o.name for o in space.objectives]
+    modes = [o.mode for o in space.objectives]
+    kwargs: dict[str, Any] = {}
+    if storage:
+        # An Optuna RDB storage lets optuna-dashboard read the study while it runs.
+        kwargs["storage"] = optuna.storages.RDBStorage(storage)
+        kwargs["study_name"] = study_name
+    searcher: Searcher = OptunaSearch(
+        space=DefineByRun(space),
+        metric=names if space.multi_objective else names[0],
+        mode=modes if space.multi_objective else modes[0],
+        sampler=make_sampler(space), **kwargs)
+    if space.baseline:
+        searcher = BaselineFirst(searcher, space.baseline)
+    return searcher
+
+
+def make_scheduler(space: Space) -> TrialScheduler:
+    if space.early_stop is None:
+        return FIFOScheduler()
+    # `epoch` (reported by every workload) rather than Tune's training_iteration: a trial that
+    # resumes from a checkpoint restarts its iteration count but not its epoch.
+    return ASHAScheduler(
+        time_attr="epoch", metric=space.primary.name, mode=space.primary.mode,
+        max_t=space.early_stop.max_iter or space.epochs(),
+        grace_period=space.early_stop.min_iter, reduction_factor=space.early_stop.eta)

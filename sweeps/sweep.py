@@ -1,0 +1,267 @@
+"""The Python API: `Sweep.from_yaml("entropy_lambda.yaml", trials=8).run()`.
+
+A sweep lives in one run directory:
+
+    <output>/<name>/
+        space.yaml  sweep.json     the space as run, and the overrides + MLflow ids (for --resume)
+        mlflow.db  mlartifacts/    default MLflow store (unless --mlflow-uri)
+        tune/  train/              Ray Tune experiment and the trials' Train runs + checkpoints
+        results.csv  best_config.yaml
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import pandas as pd
+
+from sweeps.capacity import Demand
+from sweeps.errors import BadInput, SpaceError
+from sweeps.space import Space, load_space
+
+STATE_FILE = "sweep.json"
+SPACE_COPY = "space.yaml"
+DEFAULT_OUTPUT = "sweep_runs"
+
+
+@dataclass
+class SweepResult:
+    best_config: Optional[dict]  # every knob of the best trial (None if no trial finished)
+    table: pd.DataFrame  # one row per trial, best first
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line / API overrides of the space file, saved so --resume applies them again."""
+    trials: Optional[int] = None
+    max_concurrent: Optional[int] = None
+    workers_per_trial: Optional[int] = None
+    gpus_per_worker: Optional[float] = None
+    cpus_per_worker: Optional[float] = None
+    seed: Optional[int] = None
+    smoke: bool = False
+
+    def apply(self, space: Space) -> Space:
+        fixed = dict(space.get_workload().smoke) if self.smoke else None
+        kw = dataclasses.asdict(self)
+        kw.pop("smoke")
+        if self.smoke:
+            kw["trials"] = kw["trials"] or 2
+            kw["max_concurrent"] = kw["max_concurrent"] or 1
+        return space.override(fixed=fixed, **kw)
+
+
+class Sweep:
+    def __init__(self, space: Space, *, name: Optional[str] = None,
+                 output: str = DEFAULT_OUTPUT, mlflow_uri: Optional[str] = None,
+                 address: Optional[str] = None, storage: Optional[str] = None,
+                 optuna_storage: Optional[str] = None, ray_temp_dir: Optional[str] = None,
+                 overrides: Overrides = Overrides(), quiet: bool = False):
+        self.base_space = space
+        self.overrides = overrides
+        self.space = overrides.apply(space)
+        self.name = name or f"{space.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run_dir = os.path.abspath(os.path.join(output, self.name))
+        self.mlflow_uri = mlflow_uri
+        self.address = address
+        self.storage = storage
+        self.optuna_storage = optuna_storage
+        self.ray_temp_dir = ray_temp_dir
+        self.quiet = quiet
+
+    @classmethod
+    def from_yaml(cls, space_file: str, *, trials: Optional[int] = None,
+                  max_concurrent: Optional[int] = None, workers_per_trial: Optional[int] = None,
+                  gpus_per_worker: Optional[float] = None, cpus_per_worker: Optional[float] = None,
+                  seed: Optional[int] = None, smoke: bool = False, **kwargs: Any) -> "Sweep":
+        overrides = Overrides(trials, max_concurrent, workers_per_trial, gpus_per_worker,
+                              cpus_per_worker, seed, smoke)
+        return cls(load_space(space_file), overrides=overrides, **kwargs)
+
+    @classmethod
+    def resume_from(cls, run_dir: str, **kwargs: Any) -> "Sweep":
+        """The sweep stored in `run_dir`, with the space and overrides it was started with."""
+        state_path = os.path.join(run_dir, STATE_FILE)
+        if not os.path.isfile(state_path):
+            raise BadInput(f"--resume: {run_dir} holds no sweep ({STATE_FILE} missing)")
+        with open(state_path) as f:
+            state = json.load(f)
+        space = load_space(os.path.join(run_dir, SPACE_COPY))
+        space = dataclasses.replace(space, path=state["space_path"])
+        kwargs.setdefault("mlflow_uri", state.get("tracking_uri"))
+        sweep = cls(space, name=os.path.basename(os.path.abspath(run_dir)),
+                    output=os.path.dirname(os.path.abspath(run_dir)),
+                    overrides=Overrides(**state["overrides"]), **kwargs)
+        sweep._state = state
+        return sweep
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def tracking_uri(self) -> str:
+        from sweeps.tracking import default_tracking_uri
+        return self.mlflow_uri or default_tracking_uri(self.run_dir)
+
+    def plan(self) -> str:
+        s = self.space
+        lines = [f"sweep {self.name}: workload {s.workload}, method {s.method} (seed {s.seed}), "
+                 + ", ".join(f"{o.goal} {o.name}" for o in s.objectives),
+                 f"trials: {s.num_trials()}" + (" (first: baseline "
+                                                + ", ".join(f"{k}={v}" for k, v in s.baseline.items())
+                                                + ")" if s.baseline else ""),
+                 "searched: " + ", ".join(_describe(p) for p in s.parameters),
+                 "fixed: " + ", ".join(f"{k}={v}" for k, v in sorted(s.fixed.items())),
+                 "early stop: " + ("none" if s.early_stop is None else
+                                   f"ASHA on epoch, grace {s.early_stop.min_iter}, "
+                                   f"eta {s.early_stop.eta}, max {s.early_stop.max_iter or s.epochs()}"),
+                 "time limit: " + (f"{s.budget.time_limit_s:g} s" if s.budget.time_limit_s else "none")]
+        lines += Demand.of(s).plan_lines()
+        lines.append(f"output: {self.run_dir}")
+        lines.append(f"MLflow: {self.tracking_uri}")
+        return "\n".join(lines)
+
+    def _prepare_new(self) -> None:
+        if os.path.exists(os.path.join(self.run_dir, STATE_FILE)):
+            raise BadInput(f"{self.run_dir} already holds a sweep; pass --resume to continue it "
+                           f"or --name to start another")
+        os.makedirs(self.run_dir, exist_ok=True)
+        shutil.copyfile(self.base_space.path, os.path.join(self.run_dir, SPACE_COPY))
+
+    def _save_state(self, state: Mapping[str, Any]) -> None:
+        tmp = os.path.join(self.run_dir, STATE_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=2)
+        os.replace(tmp, os.path.join(self.run_dir, STATE_FILE))
+
+    def check_inputs(self) -> None:
+        """Everything checkable without Ray: tracking store reachable (BadInput if not)."""
+        from sweeps.tracking import check_tracking_uri
+        if self.mlflow_uri:
+            check_tracking_uri(self.mlflow_uri)
+
+    def tuner(self, callbacks: tuple = ()):
+        """A configured `ray.tune.Tuner` for this space (no MLflow, no run directory state):
+        for people who drive Ray Tune themselves."""
+        from sweeps.tuner import build_tuner
+        os.makedirs(self.run_dir, exist_ok=True)
+        return build_tuner(self.space, self.run_dir, callbacks=callbacks, storage=self.storage,
+                           optuna_storage=self.optuna_storage)
+
+    def run(self, resume: bool = False) -> SweepResult:
+        import ray
+
+        from sweeps.capacity import check_capacity
+        from sweeps.progress import ProgressPrinter
+        from sweeps.tracking import MlflowTrialTracker, start_parent_run, ui_hint
+        from sweeps.tuner import can_restore, restore_tuner, send_library_logs_to, start_ray
+
+        self.check_inputs()
+        if resume:
+            state = getattr(self, "_state", None)
+            if state is None:
+                raise BadInput("resume: use Sweep.resume_from(run_dir)")
+        else:
+            self._prepare_new()
+            state = None
+        # Tune's own console output (a config box, result tables) would bury our progress lines.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        send_library_logs_to(os.path.join(self.run_dir, "sweep.log"))
+        started = start_ray(self.address, self.ray_temp_dir)
+        send_library_logs_to(os.path.join(self.run_dir, "sweep.log"))  # ray.init re-adds its own
+        try:
+            lines = check_capacity(Demand.of(self.space), ray.cluster_resources(),
+                                   _autoscaler_max())
+            self._say("\n".join(lines))
+            if resume and can_restore(self.run_dir, self.storage):
+                exp_id, parent_id = state["experiment_id"], state["parent_run_id"]
+                self._say(f"resuming {self.run_dir}")
+                tuner = restore_tuner(self.space, self.run_dir, storage=self.storage)
+            else:
+                if state is None:
+                    exp_id, parent_id = start_parent_run(
+                        self.tracking_uri, self.name,
+                        os.path.join(self.run_dir, "mlartifacts"), self.space, self.name,
+                        {"output": self.run_dir})
+                    self._save_state({"space_path": self.base_space.path,
+                                      "tracking_uri": self.tracking_uri, "experiment_id": exp_id,
+                                      "parent_run_id": parent_id,
+                                      "overrides": dataclasses.asdict(self.overrides)})
+                else:  # killed before Tune saved anything: start Tune afresh, same parent run
+                    exp_id, parent_id = state["experiment_id"], state["parent_run_id"]
+                callbacks = [MlflowTrialTracker(self.tracking_uri, exp_id, parent_id, self.space)]
+                if not self.quiet:
+                    callbacks.append(ProgressPrinter(self.space))
+                from sweeps.tuner import build_tuner
+                tuner = build_tuner(self.space, self.run_dir, callbacks=callbacks,
+                                    storage=self.storage, optuna_storage=self.optuna_storage)
+            self._say(ui_hint(self.tracking_uri, exp_id))
+            grid = tuner.fit()
+            result = self._finish(grid, exp_id, parent_id)
+        finally:
+            if started:
+                ray.shutdown()
+        self._say(ui_hint(self.tracking_uri, exp_id))
+        return result
+
+    def _finish(self, grid, exp_id: str, parent_id: str) -> SweepResult:
+        from sweeps.driver import trial_knobs
+        from sweeps.report import best_trial, format_table, results_table, write_outputs
+        from sweeps.tracking import finish_parent_run
+
+        trials = [{"trial_id": r.metrics.get("trial_id", os.path.basename(r.path or "")),
+                   "config": r.config or {}, "metrics": r.metrics or {},
+                   "error": r.error is not None} for r in grid]
+        df = results_table(self.space, trials)
+        best = best_trial(df, self.space)
+        best_knobs = None
+        if best is not None:
+            config = next(t["config"] for t in trials if t["trial_id"] == best["trial_id"])
+            best_knobs = trial_knobs(self.space, config)
+        files = write_outputs(self.run_dir, self.space, df, best_knobs)
+        best_metrics = {o.name: best[o.name] for o in self.space.objectives} if best is not None else {}
+        finish_parent_run(self.tracking_uri, parent_id, best_knobs, best_metrics, files,
+                          failed=best is None)
+        self._say(format_table(df))
+        self._say("wrote " + ", ".join(files))
+        return SweepResult(best_knobs, df, parent_id, exp_id, self.tracking_uri, self.run_dir)
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+
+def _describe(p) -> str:
+    d = p.distribution
+    if hasattr(d, "choices"):
+        text = f"{p.name} in {list(d.choices)}"
+    else:
+        text = f"{p.name} in [{d.low:g}, {d.high:g}]{' log' if d.log else ''}"
+    if p.when:
+        text += " when " + ", ".join(f"{k}={v}" for k, v in p.when.items())
+    return text
+
+
+def _autoscaler_max() -> Optional[dict]:
+    """Resources an autoscaler can add, or None on a fixed cluster (see cluster/README)."""
+    from sweeps.cluster_info import autoscaler_max_resources
+    return autoscaler_max_resources()
+
+
+def latest_run_dir(output: str, stem: str) -> Optional[str]:
+    """The most recent run directory of a space (for `--resume` without `--name`)."""
+    if not os.path.isdir(output):
+        return None
+    candidates = sorted(d for d in os.listdir(output)
+                        if d.startswith(stem) and os.path.isfile(os.path.join(output, d, STATE_FILE)))
+    return os.path.join(output, candidates[-1]) if candidates else None
+
+
+__all__ = ["Sweep", "SweepResult", "Overrides", "SpaceError", "latest_run_dir"]

@@ -1,0 +1,88 @@
+"""Space -> a configured `ray.tune.Tuner` (for the sweep service and for people who drive Tune)."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional, Sequence
+
+import ray
+from ray import tune
+
+from sweeps.driver import wrapped_driver
+from sweeps.search import make_scheduler, make_searcher
+from sweeps.space import Space
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TUNE_DIR_NAME = "tune"
+
+
+def start_ray(address: Optional[str] = None, temp_dir: Optional[str] = None) -> bool:
+    """Connect to `address` or start a local Ray; returns True if this call started Ray.
+
+    A local Ray runs with its dashboard bound to 127.0.0.1: Train V2 needs the State API it
+    serves to release a pruned trial's worker placement group (shared/RAY_NOTES.md). Worker
+    output stays in Ray's log files (log_to_driver=False); the terminal gets our progress lines.
+    """
+    if ray.is_initialized():
+        return False
+    pythonpath = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+    common = dict(log_to_driver=False, logging_level=logging.WARNING,
+                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", _temp_dir=temp_dir, **common)
+    return True
+
+
+def send_library_logs_to(log_file: str) -> None:
+    """Ray/Tune/MLflow/Optuna chatter goes to `log_file`; the terminal keeps our own lines."""
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("ray", "mlflow", "optuna", "alembic"):
+        logger = logging.getLogger(name)
+        for h in list(logger.handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                logger.removeHandler(h)
+        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == handler.baseFilename
+                   for h in logger.handlers):
+            logger.addHandler(handler)
+        logger.propagate = False
+
+
+def storage_paths(run_dir: str, storage: Optional[str]) -> tuple[str, str]:
+    """(Tune storage, Train storage). Multi-node sweeps need shared storage (S3/GCS/NFS)."""
+    root = storage.rstrip("/") + "/" + os.path.basename(run_dir) if storage else run_dir
+    return root, root + "/train"
+
+
+def build_tuner(space: Space, run_dir: str, *, callbacks: Sequence[tune.Callback] = (),
+                storage: Optional[str] = None, optuna_storage: Optional[str] = None) -> tune.Tuner:
+    """The Tuner for `space`: Optuna (seeded) + ASHA over per-trial TorchTrainer drivers."""
+    tune_storage, train_storage = storage_paths(run_dir, storage)
+    return tune.Tuner(
+        wrapped_driver(space, train_storage),
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(space, optuna_storage, study_name=os.path.basename(run_dir)),
+            scheduler=make_scheduler(space),
+            num_samples=space.num_trials(),
+            max_concurrent_trials=space.budget.max_concurrent,
+            time_budget_s=space.budget.time_limit_s,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR_NAME, storage_path=tune_storage, callbacks=list(callbacks), verbose=0),
+    )
+
+
+def restore_tuner(space: Space, run_dir: str, *, storage: Optional[str] = None) -> tune.Tuner:
+    """Continue an interrupted sweep: finished trials are kept, the running one re-runs (and
+    resumes from its own last checkpoint), the Optuna study and our callbacks are restored."""
+    tune_storage, train_storage = storage_paths(run_dir, storage)
+    return tune.Tuner.restore(tune_storage + "/" + TUNE_DIR_NAME,
+                              trainable=wrapped_driver(space, train_storage),
+                              resume_unfinished=True, restart_errored=True)
+
+
+def can_restore(run_dir: str, storage: Optional[str] = None) -> bool:
+    tune_storage, _ = storage_paths(run_dir, storage)
+    return tune.Tuner.can_restore(tune_storage + "/" + TUNE_DIR_NAME)

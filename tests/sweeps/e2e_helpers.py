@@ -1,0 +1,103 @@
+"""Helpers for the sweep end-to-end tests: run the CLI in its own session, clean up by pid."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN = os.path.join(REPO, "sweeps", "run.py")
+
+
+def short_temp_dir() -> str:
+    """Ray's socket paths must stay under ~107 characters: pytest's tmp_path is too deep."""
+    return tempfile.mkdtemp(prefix="rt", dir="/tmp")
+
+
+def pids_using(marker: str) -> list[int]:
+    """Processes whose command line mentions `marker` (our own Ray temp dir): ours to stop."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def session_pids(sid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) == sid:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def stop_leftovers(sid: int, ray_dir: str) -> None:
+    """SIGKILL what the test started: its driver's session and anything using its Ray dir."""
+    for pid in set(session_pids(sid)) | set(pids_using(ray_dir)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def start_cli(args: list[str], log_path: str, ray_dir: str) -> subprocess.Popen:
+    log = open(log_path, "w")
+    return subprocess.Popen([sys.executable, RUN, *args, "--ray-temp-dir", ray_dir],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                            start_new_session=True)
+
+
+def run_cli(args: list[str], log_path: str, timeout: float = 600) -> int:
+    """Run the CLI to the end on a private local Ray; always clean up what it started."""
+    ray_dir = short_temp_dir()
+    proc = start_cli(args, log_path, ray_dir)
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        stop_leftovers(proc.pid, ray_dir)
+
+
+def write_space(path, doc: dict) -> str:
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return str(path)
+
+
+def child_runs(run_dir: str, experiment: str):
+    client = MlflowClient("sqlite:///" + os.path.join(run_dir, "mlflow.db"))
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def wait_for_line(path: str, needle: str, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path) as f:
+            if needle in f.read():
+                return
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended before printing {needle!r}:\n{open(path).read()}")
+        time.sleep(1)
+    raise AssertionError(f"{needle!r} not printed within {timeout}s:\n{open(path).read()}")

@@ -1,0 +1,1 @@
+"""Training entries (one per model family) behind the contract in `workloads/contract.py`."""
