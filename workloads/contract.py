@@ -84,7 +84,7 @@ class Workload:
 def coerce_knob(name: str, value: Any, annotation: Any) -> Any:
     """Coerce a config value (YAML, MLflow string, Optuna suggestion) to the knob's type.
 
-    Lists of ints also come as "1,2,4" strings: that is how sweeps encode HTEN scales so Optuna
+    Lists of numbers also come as "1,2,4" strings: that is how sweeps encode HTEN scales so Optuna
     sees a plain categorical and MLflow shows a readable parameter.
     """
     origin = typing.get_origin(annotation)
@@ -106,10 +106,12 @@ def coerce_knob(name: str, value: Any, annotation: Any) -> Any:
             if not isinstance(value, str):
                 raise TypeError
             return value
-        if origin in (list, tuple) and args and args[0] is int:
+        if origin in (list, tuple) and args and args[0] in (int, float):
             if isinstance(value, str):
-                value = [int(p) for p in value.split(",") if p.strip()]
-            items = [coerce_knob(name, v, int) for v in value]
+                value = [args[0](p) for p in value.split(",") if p.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            items = [coerce_knob(name, v, args[0]) for v in value]
             return tuple(items) if origin is tuple else items
         if origin is typing.Union and type(None) in args:  # Optional[X]
             if value is None:
