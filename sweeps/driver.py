@@ -14,7 +14,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from sweeps.ray_session import RaySession
-from sweeps.search import BASELINE_TAG
+from sweeps.keys import BASELINE_TAG
 from sweeps.space import Space
 from workloads.registry import get_workload
 

@@ -9,7 +9,7 @@ from typing import Any, Optional, TextIO
 from ray import tune
 
 from sweeps.report import trial_outcome
-from sweeps.search import BASELINE_TAG
+from sweeps.keys import BASELINE_TAG
 from sweeps.space import Space
 from workloads.contract import format_knob
 

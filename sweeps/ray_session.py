@@ -7,7 +7,8 @@ from typing import Mapping, Sequence
 import ray.train
 import ray.train.torch
 
-DIVERGED = "diverged"
+from sweeps.keys import DIVERGED
+
 
 
 def sanitize_metrics(metrics: Mapping[str, float],

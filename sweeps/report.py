@@ -8,8 +8,7 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 import yaml
 
-from sweeps.ray_session import DIVERGED
-from sweeps.search import BASELINE_TAG
+from sweeps.keys import BASELINE_TAG, DIVERGED
 from sweeps.space import Space
 from workloads.contract import format_knob
 

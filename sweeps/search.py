@@ -1,6 +1,7 @@
 """Space -> Ray Tune search algorithm (Optuna) and scheduler (ASHA)."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import optuna
@@ -9,9 +10,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.keys import BASELINE_TAG
 from sweeps.space import Parameter, Space
 
-BASELINE_TAG = "baseline"
 
 
 def suggest(trial: optuna.Trial, p: Parameter) -> Any:
@@ -50,8 +51,13 @@ def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
     # TPE's default of 10 random start-up trials would make a 6-trial laptop sweep pure random
     # search; a third of the budget (at least 2) keeps both phases.
     startup = min(10, max(2, space.budget.trials // 3))
-    return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup,
-                                      multivariate=True, group=any(p.when for p in space.parameters))
+    # multivariate + group model the parameters jointly and handle conditional ones properly;
+    # Optuna still flags both as experimental, which is not news to the user of a sweep.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=startup,
+                                          multivariate=True,
+                                          group=any(p.when for p in space.parameters))
 
 
 class BaselineFirst(Searcher):

@@ -107,7 +107,7 @@ class Sweep:
     # ----------------------------------------------------------------------------------------
     @property
     def tracking_uri(self) -> str:
-        from sweeps.tracking import default_tracking_uri
+        from sweeps.mlflow_store import default_tracking_uri
         return self.mlflow_uri or default_tracking_uri(self.run_dir)
 
     def plan(self) -> str:
@@ -128,10 +128,13 @@ class Sweep:
         lines.append(f"MLflow: {self.tracking_uri}")
         return "\n".join(lines)
 
-    def _prepare_new(self) -> None:
+    def _refuse_existing(self) -> None:
         if os.path.exists(os.path.join(self.run_dir, STATE_FILE)):
             raise BadInput(f"{self.run_dir} already holds a sweep; pass --resume to continue it "
                            f"or --name to start another")
+
+    def _prepare_new(self) -> None:
+        self._refuse_existing()
         os.makedirs(self.run_dir, exist_ok=True)
         shutil.copyfile(self.base_space.path, os.path.join(self.run_dir, SPACE_COPY))
 
@@ -143,7 +146,7 @@ class Sweep:
 
     def check_inputs(self) -> None:
         """Everything checkable without Ray: tracking store reachable (BadInput if not)."""
-        from sweeps.tracking import check_tracking_uri
+        from sweeps.mlflow_store import check_tracking_uri
         if self.mlflow_uri:
             check_tracking_uri(self.mlflow_uri)
 
@@ -156,65 +159,81 @@ class Sweep:
                            optuna_storage=self.optuna_storage)
 
     def run(self, resume: bool = False) -> SweepResult:
+        """Run (or with resume=True, continue) the sweep; blocks until every trial ended."""
         import ray
 
         from sweeps.capacity import check_capacity
-        from sweeps.progress import ProgressPrinter
-        from sweeps.tracking import MlflowTrialTracker, start_parent_run, ui_hint
-        from sweeps.tuner import can_restore, restore_tuner, send_library_logs_to, start_ray
+        from sweeps.mlflow_store import ui_hint
+        from sweeps.tuner import send_library_logs_to, start_ray
 
         self.check_inputs()
-        if resume:
-            state = getattr(self, "_state", None)
-            if state is None:
-                raise BadInput("resume: use Sweep.resume_from(run_dir)")
-        else:
-            self._prepare_new()
-            state = None
+        state = self._resume_state() if resume else None
+        if not resume:
+            self._refuse_existing()
         # Tune's own console output (a config box, result tables) would bury our progress lines.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        send_library_logs_to(os.path.join(self.run_dir, "sweep.log"))
         started = start_ray(self.address, self.ray_temp_dir)
-        send_library_logs_to(os.path.join(self.run_dir, "sweep.log"))  # ray.init re-adds its own
         try:
+            # Fail fast, before anything is written, if one trial can never be placed.
             lines = check_capacity(Demand.of(self.space), ray.cluster_resources(),
                                    _autoscaler_max())
+            if not resume:
+                self._prepare_new()
+            send_library_logs_to(os.path.join(self.run_dir, "sweep.log"))
             self._say("\n".join(lines))
-            if resume and can_restore(self.run_dir, self.storage):
-                exp_id, parent_id = state["experiment_id"], state["parent_run_id"]
-                self._say(f"resuming {self.run_dir}")
-                tuner = restore_tuner(self.space, self.run_dir, storage=self.storage)
-            else:
-                if state is None:
-                    exp_id, parent_id = start_parent_run(
-                        self.tracking_uri, self.name,
-                        os.path.join(self.run_dir, "mlartifacts"), self.space, self.name,
-                        {"output": self.run_dir})
-                    self._save_state({"space_path": self.base_space.path,
-                                      "tracking_uri": self.tracking_uri, "experiment_id": exp_id,
-                                      "parent_run_id": parent_id,
-                                      "overrides": dataclasses.asdict(self.overrides)})
-                else:  # killed before Tune saved anything: start Tune afresh, same parent run
-                    exp_id, parent_id = state["experiment_id"], state["parent_run_id"]
-                callbacks = [MlflowTrialTracker(self.tracking_uri, exp_id, parent_id, self.space)]
-                if not self.quiet:
-                    callbacks.append(ProgressPrinter(self.space))
-                from sweeps.tuner import build_tuner
-                tuner = build_tuner(self.space, self.run_dir, callbacks=callbacks,
-                                    storage=self.storage, optuna_storage=self.optuna_storage)
+            tuner, exp_id, parent_id = self._open_tuner(state)
             self._say(ui_hint(self.tracking_uri, exp_id))
-            grid = tuner.fit()
-            result = self._finish(grid, exp_id, parent_id)
+            result = self._finish(tuner.fit(), exp_id, parent_id)
         finally:
             if started:
                 ray.shutdown()
         self._say(ui_hint(self.tracking_uri, exp_id))
         return result
 
+    def _resume_state(self) -> dict:
+        state = getattr(self, "_state", None)
+        if state is None:
+            raise BadInput("resume: use Sweep.resume_from(run_dir)")
+        return state
+
+    def _open_tuner(self, state: Optional[dict]):
+        """(tuner, experiment id, parent run id): restored if Tune saved the experiment, else new.
+
+        A sweep killed before Tune's first save has a parent run but no Tune state: it starts
+        Tune afresh under the same parent run.
+        """
+        from sweeps.mlflow_store import start_parent_run
+        from sweeps.progress import ProgressPrinter
+        from sweeps.tracking import MlflowTrialTracker
+        from sweeps.tuner import build_tuner, can_restore, restore_tuner
+
+        if state is not None and can_restore(self.run_dir, self.storage):
+            self._say(f"resuming {self.run_dir}")
+            return (restore_tuner(self.space, self.run_dir, storage=self.storage),
+                    state["experiment_id"], state["parent_run_id"])
+        if state is None:
+            # A local store keeps artifacts beside it; a server manages its own.
+            artifacts = (None if self.tracking_uri.startswith(("http://", "https://"))
+                         else os.path.join(self.run_dir, "mlartifacts"))
+            exp_id, parent_id = start_parent_run(self.tracking_uri, self.name, artifacts,
+                                                 self.space, self.name, {"output": self.run_dir})
+            self._save_state({"space_path": self.base_space.path,
+                              "tracking_uri": self.tracking_uri, "experiment_id": exp_id,
+                              "parent_run_id": parent_id,
+                              "overrides": dataclasses.asdict(self.overrides)})
+        else:
+            exp_id, parent_id = state["experiment_id"], state["parent_run_id"]
+        callbacks = [MlflowTrialTracker(self.tracking_uri, exp_id, parent_id, self.space)]
+        if not self.quiet:
+            callbacks.append(ProgressPrinter(self.space))
+        tuner = build_tuner(self.space, self.run_dir, callbacks=callbacks, storage=self.storage,
+                            optuna_storage=self.optuna_storage)
+        return tuner, exp_id, parent_id
+
     def _finish(self, grid, exp_id: str, parent_id: str) -> SweepResult:
         from sweeps.driver import trial_knobs
         from sweeps.report import best_trial, format_table, results_table, write_outputs
-        from sweeps.tracking import finish_parent_run
+        from sweeps.mlflow_store import finish_parent_run
 
         trials = [{"trial_id": r.metrics.get("trial_id", os.path.basename(r.path or "")),
                    "config": r.config or {}, "metrics": r.metrics or {},

@@ -25,9 +25,12 @@ def start_ray(address: Optional[str] = None, temp_dir: Optional[str] = None) -> 
     """
     if ray.is_initialized():
         return False
-    pythonpath = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
-    common = dict(log_to_driver=False, logging_level=logging.WARNING,
-                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    common: dict = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
+        # Outside `ray job submit` (whose --working-dir already ships the code), workers import
+        # the repo from where it lies: the same path on every node of a `ray up` cluster.
+        pythonpath = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+        common["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath}}
     if address:
         ray.init(address=address, **common)
     else:

@@ -11,7 +11,8 @@ A workload module exposes one `WORKLOAD = Workload(...)`:
 `train` runs epochs; at the end of each epoch *every* rank calls
 `session.report(metrics, checkpoint_dir=...)` exactly once, rank 0 passing a directory written by
 `save_checkpoint` and the others `None` (Ray Train needs all ranks to report). On start it resumes
-from `session.restored_checkpoint_dir` when that is set.
+from `session.restored_checkpoint_dir` when that is set. Every report carries `epoch`, the number
+of epochs completed (1 after the first): ASHA's rungs and the sweep's "finished" test count it.
 
 If the training loss becomes non-finite, the workload stops, reports the epoch with
 `diverged=1.0` (other metrics may be NaN) and returns: the sweep records the trial as diverged.

@@ -344,7 +344,7 @@ def train(config: Mapping[str, Any], session: Session) -> None:
             loss = out["loss"]
             if contract.any_rank(not bool(torch.isfinite(loss)), device):
                 metrics = {k: float("nan") for k in METRICS}
-                metrics.update(epoch=float(epoch), diverged=1.0)
+                metrics.update(epoch=float(epoch + 1), diverged=1.0)
                 session.report(metrics, checkpoint_dir=None)
                 return
             optimizer.zero_grad(set_to_none=True)
@@ -368,7 +368,7 @@ def train(config: Mapping[str, Any], session: Session) -> None:
         sums.update({f"val_{k}": v for k, v in val.items()})
         sums.update({f"ood_{k}": v for k, v in ood.items()})
         sums = contract.all_reduce_sums(sums, device)
-        metrics = {"epoch": float(epoch),
+        metrics = {"epoch": float(epoch + 1),  # epochs completed (1-based)
                    "train_nll": sums["train_nll_sum"] / max(sums["train_n_fix"], 1.0)}
         for prefix in ("val", "ood"):
             metrics.update(finalize({k[len(prefix) + 1:]: v for k, v in sums.items()

@@ -49,9 +49,10 @@ def session_pids(sid: int) -> list[int]:
     return found
 
 
-def stop_leftovers(sid: int, ray_dir: str) -> None:
+def stop_leftovers(ray_dir: str, sid: int | None = None) -> None:
     """SIGKILL what the test started: its driver's session and anything using its Ray dir."""
-    for pid in set(session_pids(sid)) | set(pids_using(ray_dir)):
+    ours = set(pids_using(ray_dir)) | (set(session_pids(sid)) if sid is not None else set())
+    for pid in ours:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -73,7 +74,7 @@ def run_cli(args: list[str], log_path: str, timeout: float = 600) -> int:
     try:
         return proc.wait(timeout=timeout)
     finally:
-        stop_leftovers(proc.pid, ray_dir)
+        stop_leftovers(ray_dir, sid=proc.pid)
 
 
 def write_space(path, doc: dict) -> str:

@@ -122,7 +122,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)  # the driver process, with no chance to clean up
         proc.wait(timeout=30)
     finally:
-        stop_leftovers(proc.pid, ray_dir)
+        stop_leftovers(ray_dir, sid=proc.pid)
     first_done = re.findall(r"\] finished (\w+)", open(log1).read())
     assert first_done, open(log1).read()
 

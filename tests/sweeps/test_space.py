@@ -235,3 +235,34 @@ def test_cli_dry_run_prints_plan_without_ray(tmp_path):
     assert "at most 2 trial(s) at once = 6 worker(s), 6 CPU, 0 GPU" in proc.stdout
     assert "hten_scales in ['1,2', '1,2,4', '1,2,4,8'] when use_hten=True" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_unreachable_mlflow_server_exits_2_before_ray(tmp_path):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {REPO!r})
+        from sweeps.run import main
+        rc = main(["--space", "entropy_lambda", "--mlflow-uri", "http://127.0.0.1:{port}",
+                   "--output", {str(tmp_path / 'out')!r}])
+        assert "ray" not in sys.modules
+        sys.exit(rc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: --mlflow-uri http://127.0.0.1:{port}: MLflow server "
+                                  f"not reachable")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_grid_runs_at_most_its_size(tmp_path):
+    doc = merged(method="grid", parameters={"compute_every": {"values": [10, 50]},
+                                            "lambda": {"values": [0.1, 1.0]}},
+                 baseline={"lambda": 0.0}, budget={"trials": 10})
+    space = load_space(write(tmp_path, doc, "grid.yaml"))
+    assert space.grid_size() == 4 and space.num_trials() == 5

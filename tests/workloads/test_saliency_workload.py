@@ -72,7 +72,7 @@ def test_smoke_and_input_check(tiny, tmp_path):
 def test_short_training_raises_val_ig_and_reports_every_metric(tiny):
     session = LocalSession()
     W.train({**tiny, "epochs": 3, "lambda": 0.1, "compute_every": 2}, session)
-    assert [h["epoch"] for h in session.history] == [0.0, 1.0, 2.0]
+    assert [h["epoch"] for h in session.history] == [1.0, 2.0, 3.0]
     for h in session.history:
         assert set(h) == METRIC_SET and h["diverged"] == 0.0
         assert all(torch.isfinite(torch.tensor(v)) for v in h.values())
@@ -91,7 +91,7 @@ def test_checkpoint_restore_matches_an_uninterrupted_run(tiny, tmp_path):
     resumed = LocalSession(restored_checkpoint_dir=first.checkpoints[-1],
                            checkpoint_root=str(tmp_path / "resumed"))
     W.train(knobs, resumed)
-    assert [h["epoch"] for h in resumed.history] == [1.0]  # epoch 0 was not repeated
+    assert [h["epoch"] for h in resumed.history] == [2.0]  # epoch 1 was not repeated
     assert resumed.history[0] == full.history[1]
     a, b = full.checkpoints[-1], resumed.checkpoints[-1]
     for name in ("model.pt", "optimizer.pt"):
@@ -121,7 +121,7 @@ def test_divergence_reports_and_stops(tiny, monkeypatch):
     session = LocalSession()
     W.train({**tiny, "epochs": 3, "steps_per_epoch": 2}, session)
     assert [h["diverged"] for h in session.history] == [0.0, 1.0]
-    assert session.history[-1]["epoch"] == 1.0
+    assert session.history[-1]["epoch"] == 2.0
 
 
 def test_amp_runs(tiny):

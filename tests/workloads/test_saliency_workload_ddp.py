@@ -35,7 +35,7 @@ def test_two_gloo_ranks_train_and_report_the_metric_set(tmp_path):
     out = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r in range(2):
         hist = out[r]["history"]
-        assert [h["epoch"] for h in hist] == [0.0, 1.0]
+        assert [h["epoch"] for h in hist] == [1.0, 2.0]
         for h in hist:
             assert set(h) == {"epoch", "diverged", *W.METRICS}
     # metrics are global (all-reduced sums), so both ranks report the same numbers

@@ -1,0 +1,80 @@
+"""Space -> Optuna: conditional parameters, seeding, the baseline-first wrapper, ASHA settings."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from sweeps.keys import BASELINE_TAG
+from sweeps.search import BaselineFirst, DefineByRun, make_sampler, make_scheduler, make_searcher
+from sweeps.space import load_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def ask_many(space, n):
+    study = optuna.create_study(sampler=make_sampler(space), direction="minimize")
+    fn = DefineByRun(space)
+    params = []
+    for i in range(n):
+        trial = study.ask()
+        fn(trial)
+        params.append(dict(trial.params))
+        study.tell(trial, float(i % 3))
+    return params
+
+
+def test_conditional_parameter_only_when_its_condition_holds():
+    space = load_space("ten_energy")
+    params = ask_many(space, 12)
+    assert any(p["use_hten"] for p in params) and any(not p["use_hten"] for p in params)
+    for p in params:
+        assert ("hten_scales" in p) == p["use_hten"], p
+        if p["use_hten"]:
+            assert p["hten_scales"] in ("1,2", "1,2,4", "1,2,4,8")
+        assert 0.0001 <= p["energy_reg_weight"] <= 0.1
+
+
+def test_same_seed_same_suggestions_other_seed_differs():
+    space = load_space("joint")
+    assert ask_many(space, 6) == ask_many(space, 6)
+    other = space.override(seed=space.seed + 1)
+    assert ask_many(other, 6) != ask_many(space, 6)
+
+
+def test_baseline_first_then_optuna_and_baseline_kept_out_of_study():
+    space = load_space("entropy_lambda")
+    searcher = make_searcher(space)
+    assert isinstance(searcher, BaselineFirst)
+    first = searcher.suggest("t0")
+    assert first == {"lambda": 0.0, BASELINE_TAG: True}
+    second = searcher.suggest("t1")
+    assert BASELINE_TAG not in second and 0.001 <= second["lambda"] <= 10
+    searcher.on_trial_complete("t0", {"val_ig": 0.5, "training_iteration": 1})
+    searcher.on_trial_complete("t1", {"val_ig": 0.1, "training_iteration": 1})
+    study = searcher.searcher._ot_study
+    assert [t.params["lambda"] for t in study.trials] == [second["lambda"]]
+    # state survives a Tune experiment checkpoint
+    restored = BaselineFirst(searcher.searcher, {})
+    restored.set_state(searcher.get_state())
+    assert restored.suggest("t2") != first
+
+
+def test_multi_objective_searcher_and_asha_on_epoch():
+    space = load_space("entropy_lambda")
+    scheduler = make_scheduler(space)
+    assert scheduler._time_attr == "epoch" and scheduler._max_t == space.epochs()
+    import dataclasses
+    from sweeps.space import Objective
+    multi = dataclasses.replace(space, objectives=(Objective("val_ig", "maximize"),
+                                                   Objective("ood_ig", "maximize")),
+                                early_stop=None, baseline=None)
+    searcher = make_searcher(multi)
+    assert searcher.metric == ["val_ig", "ood_ig"] and searcher.mode == ["max", "max"]
+
+
+@pytest.mark.parametrize("method,sampler", [("random", optuna.samplers.RandomSampler),
+                                            ("tpe", optuna.samplers.TPESampler)])
+def test_method_picks_sampler(method, sampler):
+    import dataclasses
+    space = dataclasses.replace(load_space("ten_energy"), method=method)
+    assert isinstance(make_sampler(space), sampler)
