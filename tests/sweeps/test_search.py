@@ -78,3 +78,24 @@ def test_method_picks_sampler(method, sampler):
     import dataclasses
     space = dataclasses.replace(load_space("ten_energy"), method=method)
     assert isinstance(make_sampler(space), sampler)
+
+
+def test_optuna_rdb_storage_holds_the_study_for_optuna_dashboard(tmp_path):
+    space = load_space("ten_energy")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher(space, storage=url, study_name="s1")
+    searcher.set_search_properties(None, None, {})
+    suggested = searcher.suggest("t0")
+    study = optuna.load_study(study_name="s1", storage=url)
+    assert len(study.trials) == 1
+    assert study.trials[0].params["energy_reg_weight"] == suggested["energy_reg_weight"]
+
+
+def test_python_api_returns_a_configured_tuner(tmp_path):
+    from ray import tune
+
+    from sweeps.sweep import Sweep
+    sweep = Sweep.from_yaml("ten_energy", trials=3, output=str(tmp_path), name="api")
+    assert sweep.space.num_trials() == 3
+    assert "trials: 3" in sweep.plan()
+    assert isinstance(sweep.tuner(), tune.Tuner)

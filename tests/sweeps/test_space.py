@@ -47,6 +47,20 @@ def merged(**changes):
     return doc
 
 
+def cli_without_ray(args: list[str]) -> subprocess.CompletedProcess:
+    """Run the CLI's main() in a fresh interpreter and fail if it imported Ray."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {REPO!r})
+        from sweeps.run import main
+        rc = main({args!r})
+        assert "ray" not in sys.modules, "Ray was imported before validation finished"
+        sys.exit(rc)
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(SPACES_DIR, "*.yaml"))))
 def test_every_shipped_space_parses(path):
     space = load_space(path)
@@ -192,16 +206,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 def test_cli_bad_space_exits_2_with_the_line_and_starts_no_ray(tmp_path):
     path = write(tmp_path, merged(parameters={
         "lambda": {"distribution": "log_uniform_values", "min": -1, "max": 10}}))
-    code = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {REPO!r})
-        from sweeps.run import main
-        rc = main(["--space", {path!r}, "--output", {str(tmp_path / 'out')!r}])
-        assert "ray" not in sys.modules, "Ray was imported before validation finished"
-        sys.exit(rc)
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = cli_without_ray(["--space", path, "--output", str(tmp_path / "out")])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: bad.yaml: parameters.lambda.min: must be > 0 for log_uniform_values (got -1)"]
@@ -217,18 +222,9 @@ def test_cli_bad_flag_exits_2(tmp_path):
 
 
 def test_cli_dry_run_prints_plan_without_ray(tmp_path):
-    code = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {REPO!r})
-        from sweeps.run import main
-        rc = main(["--space", "ten_energy", "--dry-run", "--trials", "4",
-                   "--workers-per-trial", "3", "--max-concurrent", "2",
-                   "--output", {str(tmp_path / 'out')!r}])
-        assert "ray" not in sys.modules
-        sys.exit(rc)
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = cli_without_ray(["--space", "ten_energy", "--dry-run", "--trials", "4",
+                            "--workers-per-trial", "3", "--max-concurrent", "2",
+                            "--output", str(tmp_path / "out")])
     assert proc.returncode == 0, proc.stderr
     assert "trials: 4" in proc.stdout
     assert "per trial: 3 DDP worker(s) = 3 CPU, 0 GPU" in proc.stdout
@@ -242,17 +238,8 @@ def test_cli_unreachable_mlflow_server_exits_2_before_ray(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {REPO!r})
-        from sweeps.run import main
-        rc = main(["--space", "entropy_lambda", "--mlflow-uri", "http://127.0.0.1:{port}",
-                   "--output", {str(tmp_path / 'out')!r}])
-        assert "ray" not in sys.modules
-        sys.exit(rc)
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = cli_without_ray(["--space", "entropy_lambda", "--mlflow-uri",
+                            f"http://127.0.0.1:{port}", "--output", str(tmp_path / "out")])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"error: --mlflow-uri http://127.0.0.1:{port}: MLflow server "
                                   f"not reachable")
