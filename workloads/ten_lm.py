@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import os
 import time
 from dataclasses import field
 from typing import Any, Mapping, Optional
@@ -310,7 +311,24 @@ def train(config: Mapping[str, Any] | Any, session: Session) -> None:
         contract.report_epoch(session, metrics, model, optimizer, {"epoch": epoch, "step": step})
 
 
-WORKLOAD = Workload(name="ten_lm", defaults=TenLMConfig(), metrics=METRICS, train=train)
+def check(cfg: Any) -> list[str]:
+    """Problems with a resolved config (knob ranges, the data file), before any Ray time."""
+    problems = []
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        problems += str(e).removeprefix("ten_lm: ").split("; ")
+    if cfg.data_path is not None and not os.path.isfile(cfg.data_path):
+        problems.append(f"knob 'data_path': {cfg.data_path}: no such file")
+    return problems
+
+
+# Seconds per epoch on a CPU: what every `--smoke` (CLI here, sweeps) runs.
+SMOKE = {"epochs": 2, "steps_per_epoch": 10, "corpus_bytes": 100_000, "seq_len": 64,
+         "batch_size": 8}
+
+WORKLOAD = Workload(name="ten_lm", defaults=TenLMConfig(), metrics=METRICS, train=train,
+                    smoke=SMOKE, check=check)
 
 
 class _PrintingSession(LocalSession):
@@ -331,8 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     overrides: dict[str, Any] = dict(kv.split("=", 1) for kv in args.set)
     if args.smoke:
-        overrides = {"epochs": 1, "steps_per_epoch": 10, "corpus_bytes": 100_000,
-                     "seq_len": 64, "batch_size": 8, **overrides}
+        overrides = {**SMOKE, "epochs": 1, **overrides}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.preset is not None:
