@@ -172,6 +172,10 @@ class Sweep:
             self._refuse_existing()
         # Tune's own console output (a config box, result tables) would bury our progress lines.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Tune saves its experiment state at most this often (default "auto": tens of seconds).
+        # A sweep killed right after a trial finished would re-run that trial on --resume; our
+        # trials are long and the state small, so save within a second.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
         started = start_ray(self.address, self.ray_temp_dir)
         try:
             # Fail fast, before anything is written, if one trial can never be placed.
