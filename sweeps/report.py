@@ -62,7 +62,7 @@ def results_table(space: Space, trials: list[dict]) -> pd.DataFrame:
         row = {"trial_id": t["trial_id"],
                "outcome": trial_outcome(metrics, epochs, bool(t.get("error"))),
                "baseline": bool(config.get(BASELINE_TAG, False))}
-        values = {**config, **(space.baseline or {})} if row["baseline"] else config
+        values = _baseline_values(space) if row["baseline"] else config
         for name in searched:
             row[name] = _cell(values.get(name))
         for o in space.objectives:
@@ -105,6 +105,14 @@ def write_outputs(run_dir: str, space: Space, df: pd.DataFrame,
         os.replace(best_path + ".tmp", best_path)
         paths.append(best_path)
     return paths
+
+
+def _baseline_values(space: Space) -> dict[str, Any]:
+    """What the baseline trial ran with for each searched knob: its own values, else the
+    workload/fixed defaults, leaving out conditional knobs whose condition does not hold."""
+    knobs = space.trial_config({k: v for k, v in (space.baseline or {}).items()})
+    return {p.name: knobs[p.name] for p in space.parameters
+            if all(format_knob(knobs[k]) == format_knob(v) for k, v in p.when.items())}
 
 
 def _cell(value: Any) -> Any:

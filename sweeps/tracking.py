@@ -17,9 +17,9 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from sweeps.keys import BASELINE_TAG, DIVERGED
 from sweeps.mlflow_store import PARENT_TAG, flat_params, now_ms
 from sweeps.report import trial_outcome
-from sweeps.keys import BASELINE_TAG, DIVERGED
 from sweeps.space import Space
 
 TRIAL_TAG = "trial_id"

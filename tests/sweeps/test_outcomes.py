@@ -29,3 +29,27 @@ def test_outcomes():
 def test_pareto_rank_orders_fronts():
     # larger is better on both axes: (3,1) and (1,3) are non-dominated; (1,1) is dominated
     assert _pareto_rank([(3, 1), (1, 3), (1, 1), (2, 2)]) == [0, 0, 1, 0]
+
+
+def test_results_table_ranks_and_shows_what_the_baseline_ran_with():
+    from sweeps.report import results_table
+    from sweeps.space import load_space
+    space = load_space("joint")  # minimize val_bpb; baseline lambda=0, energy 0, no HTEN
+    trials = [
+        {"trial_id": "base", "config": {"baseline": True, "lambda": 0.0,
+                                        "energy_reg_weight": 0.0, "use_hten": False},
+         "metrics": {"epoch": 3, "val_bpb": 1.6}},
+        {"trial_id": "good", "config": {"lambda": 0.1, "compute_every": 10,
+                                        "energy_reg_weight": 0.01, "use_hten": True,
+                                        "hten_scales": "1,2"},
+         "metrics": {"epoch": 3, "val_bpb": 1.5}},
+        {"trial_id": "nan", "config": {"lambda": 0.2, "compute_every": 10,
+                                       "energy_reg_weight": 0.01, "use_hten": False},
+         "metrics": {"epoch": 1, "val_bpb": math.inf, "diverged": 1.0}},
+    ]
+    df = results_table(space, trials)
+    assert list(df["trial_id"]) == ["good", "base", "nan"]
+    assert list(df["outcome"]) == ["finished", "finished", "diverged"]
+    base = df[df["trial_id"] == "base"].iloc[0]
+    # compute_every comes from the workload default; hten_scales is not used without HTEN
+    assert base["compute_every"] == 0 and base["hten_scales"] == ""
