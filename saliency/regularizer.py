@@ -3,8 +3,8 @@
 A saliency model's *implicit spatial bias* is what it predicts for content-free input: uniform
 gray images with a *uniform* center bias. The bias map is the mean predicted density over
 `num_uniform_samples` such probes (mixed in probability space by
-`workloads.entropy.mixture_log_density`); `H` is its Shannon entropy in bits. On optimizer steps
-where `workloads.entropy.probe_due(step, compute_every, lambda)` holds, the loss is
+`regularizers.entropy.mixture_log_density`); `H` is its Shannon entropy in bits. On optimizer steps
+where `regularizers.entropy.probe_due(step, compute_every, lambda)` holds, the loss is
 
     loss = NLL - lambda * H          (both in bits; NLL per fixation)
 
@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from workloads.entropy import bias_entropy_bits, probe_due
+from regularizers.entropy import bias_entropy_bits, probe_due
 
 LOG2E = 1.0 / math.log(2.0)
 

@@ -2,7 +2,8 @@
 
 Ray 2.60's TorchTrainer is Train V2, which Tune cannot schedule directly; the supported shape is
 this ~0-CPU function trainable that builds the trainer, with TuneReportCallback forwarding the
-workers' reports to Tune (see shared/RAY_NOTES.md).
+workers' reports to Tune (Tune cannot schedule a Train V2 trainer directly: `TuneError:
+Improper 'run'`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from sweeps.ray_session import RaySession
-from sweeps.keys import BASELINE_TAG
 from sweeps.space import Space
 from workloads.registry import get_workload
 
@@ -40,12 +40,6 @@ def scaling_config(space: Space) -> ray.train.ScalingConfig:
                                    resources_per_worker=per_worker)
 
 
-def trial_knobs(space: Space, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Every knob of the trial from Tune's config (searched values, maybe the baseline tag)."""
-    params = {k: v for k, v in config.items() if k != BASELINE_TAG}
-    return space.trial_config(params)
-
-
 def make_driver(space: Space, train_storage: str) -> Callable[[dict], None]:
     def run_trial(config: dict) -> None:
         ctx = tune.get_context()
@@ -53,7 +47,7 @@ def make_driver(space: Space, train_storage: str) -> Callable[[dict], None]:
             train_worker,
             train_loop_config={
                 "workload": space.workload,
-                "knobs": trial_knobs(space, config),
+                "knobs": space.trial_knobs(config),
                 "objectives": [(o.name, o.goal) for o in space.objectives],
             },
             scaling_config=scaling_config(space),

@@ -18,10 +18,6 @@ class SpaceError(BadInput):
         super().__init__("\n".join(self.problems))
 
 
-class DataError(BadInput):
-    """A data directory named by the space cannot be used."""
-
-
 class TrackingError(BadInput):
     """The MLflow tracking store is unreachable or unusable."""
 

@@ -1,6 +1,9 @@
-"""Result and config keys shared by the driver, the workers' session and the reporting side."""
+"""Config keys shared by the driver, the searcher and the reporting side.
 
-# Reported by every trial each epoch: 1.0 once its loss became NaN/inf (objective set to worst).
-DIVERGED = "diverged"
+The per-epoch report keys (`EPOCH`, `DIVERGED`) belong to the workload contract
+(workloads/contract.py) and are re-exported here for the sweep modules.
+"""
+from workloads.contract import DIVERGED, EPOCH  # noqa: F401
+
 # Present (True) in the Tune config of the space's baseline trial.
 BASELINE_TAG = "baseline"

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.errors import TrackingError
 from sweeps.space import Space
-from workloads.contract import format_knob
+from workloads.knobs import format_knob
 
 PARENT_TAG = "mlflow.parentRunId"
 

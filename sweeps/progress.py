@@ -9,9 +9,9 @@ from typing import Any, Optional, TextIO
 from ray import tune
 
 from sweeps.report import trial_outcome
-from sweeps.keys import BASELINE_TAG
+from sweeps.keys import BASELINE_TAG, EPOCH
 from sweeps.space import Space
-from workloads.contract import format_knob
+from workloads.knobs import format_knob
 
 
 class ProgressPrinter(tune.Callback):
@@ -57,7 +57,7 @@ class ProgressPrinter(tune.Callback):
         self.last[trial.trial_id] = result
         o = self.space.primary
         value = result.get(o.name, math.nan)
-        self.say(f"epoch {int(result.get('epoch', 0))} {trial.trial_id}: {o.name}={value:.4g}")
+        self.say(f"epoch {int(result.get(EPOCH, 0))} {trial.trial_id}: {o.name}={value:.4g}")
 
     def _ended(self, trial, outcome: str) -> None:
         # Like the final table: a trial counts with its last reported value.

@@ -8,9 +8,9 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 import yaml
 
-from sweeps.keys import BASELINE_TAG, DIVERGED
+from sweeps.keys import BASELINE_TAG, DIVERGED, EPOCH
 from sweeps.space import Space
-from workloads.contract import format_knob
+from workloads.knobs import format_knob
 
 OUTCOMES = ("finished", "pruned", "diverged", "error")
 
@@ -20,7 +20,7 @@ def trial_outcome(last: Mapping[str, Any], epochs: int, errored: bool = False) -
         return "error"
     if float(last.get(DIVERGED, 0.0)) >= 1.0:
         return "diverged"
-    if int(last.get("epoch", 0)) >= epochs:
+    if int(last.get(EPOCH, 0)) >= epochs:
         return "finished"
     return "pruned"
 
@@ -67,7 +67,7 @@ def results_table(space: Space, trials: list[dict]) -> pd.DataFrame:
             row[name] = _cell(values.get(name))
         for o in space.objectives:
             row[o.name] = metrics.get(o.name, math.nan)
-        row["epochs"] = int(metrics.get("epoch", 0))
+        row["epochs"] = int(metrics.get(EPOCH, 0))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:

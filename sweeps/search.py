@@ -10,7 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.keys import BASELINE_TAG
+from sweeps.keys import BASELINE_TAG, EPOCH
 from sweeps.space import Parameter, Space
 
 
@@ -134,6 +134,6 @@ def make_scheduler(space: Space) -> TrialScheduler:
     # `epoch` (reported by every workload) rather than Tune's training_iteration: a trial that
     # resumes from a checkpoint restarts its iteration count but not its epoch.
     return ASHAScheduler(
-        time_attr="epoch", metric=space.primary.name, mode=space.primary.mode,
+        time_attr=EPOCH, metric=space.primary.name, mode=space.primary.mode,
         max_t=space.early_stop.max_iter or space.epochs(),
         grace_period=space.early_stop.min_iter, reduction_factor=space.early_stop.eta)

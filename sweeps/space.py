@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -21,7 +22,9 @@ import optuna.distributions as od
 import yaml
 
 from sweeps.errors import SpaceError
-from workloads.contract import ConfigError, Workload, coerce_knob, format_knob
+from sweeps.keys import BASELINE_TAG
+from workloads.contract import EPOCH, EPOCHS_KNOB, ConfigError, Workload
+from workloads.knobs import Domain, coerce_knob, format_knob, shown
 from workloads.registry import get_workload, is_known, workload_names
 
 SPACES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -35,6 +38,8 @@ PARAM_KEYS = ("values", "value", "distribution", "min", "max", "q", "when")
 DISTRIBUTIONS = ("uniform", "q_uniform", "int_uniform", "log_uniform", "log_uniform_values",
                  "categorical", "constant")
 EARLY_KEYS = ("type", "min_iter", "max_iter", "eta")
+# W&B calls its early-termination `hyperband`; what runs here for both names is Ray's ASHA.
+EARLY_TYPES = ("asha", "hyperband")
 BUDGET_KEYS = ("trials", "max_concurrent", "time_limit_s")
 RESOURCE_KEYS = ("workers_per_trial", "cpus_per_worker", "gpus_per_worker")
 # Keys Ray Tune adds to every result; a metric of the same name would be overwritten.
@@ -68,6 +73,12 @@ class EarlyStop:
     min_iter: int = 1
     eta: int = 3
     max_iter: int | None = None  # default: the trial's epochs
+    requested: str = "asha"      # the name the space used; ASHA runs either way
+
+    def describe(self, epochs: int) -> str:
+        name = "ASHA" if self.requested == "asha" else f"{self.requested} (W&B's name) runs as ASHA"
+        return (f"{name} on {EPOCH}, grace {self.min_iter}, eta {self.eta}, "
+                f"max {self.max_iter or epochs}")
 
 
 @dataclass(frozen=True)
@@ -115,13 +126,17 @@ class Space:
         return get_workload(self.workload)
 
     def trial_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Every knob of one trial: workload defaults < fixed < searched (decoded)."""
+        """Every knob of one trial by public name: workload defaults < fixed < searched."""
         wl = self.get_workload()
-        cfg = wl.resolve({**self.fixed, **params})
-        return dataclasses.asdict(cfg)
+        return wl.public_values(wl.resolve({**self.fixed, **params}))
+
+    def trial_knobs(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Every knob of a trial from Tune's config (searched values, maybe the baseline tag)."""
+        return self.trial_config({k: v for k, v in config.items() if k != BASELINE_TAG})
 
     def epochs(self) -> int:
-        return int(self.trial_config({})["epochs"])
+        """Epochs a finished trial has run: the workload's epochs knob (the contract names it)."""
+        return int(self.trial_config({})[EPOCHS_KNOB])
 
     def grid_size(self) -> int:
         return math.prod(len(p.distribution.choices) for p in self.parameters)
@@ -221,6 +236,7 @@ class _Parser:
     def __init__(self, label: str):
         self.label = label
         self.problems: list[str] = []
+        self.workload_: Workload | None = None
 
     def bad(self, key: str, msg: str) -> None:
         self.problems.append(f"{self.label}: {key}: {msg}")
@@ -264,7 +280,7 @@ class _Parser:
                               f"({', '.join(TOP_KEYS)}) (got {type(raw).__name__})"])
         self.mapping(raw, "", TOP_KEYS)
 
-        workload = self.workload(raw)
+        workload = self.workload_ = self.workload(raw)
         types = workload.knob_types() if workload else None
         method = raw.get("method", "tpe")
         if method not in METHODS:
@@ -336,10 +352,7 @@ class _Parser:
                 self.bad(f"{key}.{name}", f"not a knob of this workload (allowed: "
                                           f"{', '.join(sorted(types))})")
             else:
-                try:
-                    out[name] = coerce_knob(name, value, types[name])
-                except ConfigError as e:
-                    self.bad(f"{key}.{name}", str(e).split(": ", 1)[-1])
+                out[name] = self.coerce(f"{key}.{name}", name, value, types[name])
         return out
 
     def parameters(self, raw: Mapping, types: Mapping[str, Any] | None, method: str,
@@ -380,11 +393,22 @@ class _Parser:
         return params
 
     def coerce(self, key: str, name: str, value: Any, annotation: Any) -> Any:
+        """The value as the knob's type, checked against the knob's domain (None if bad)."""
         try:
-            return coerce_knob(name, value, annotation)
+            value = coerce_knob(name, value, annotation)
         except ConfigError as e:
             self.bad(key, str(e).split(": ", 1)[-1])
             return None
+        self.in_domain(key, name, value)
+        return value
+
+    def in_domain(self, key: str, name: str, value: Any) -> bool:
+        domain: Domain | None = self.workload_.knob_domain(name) if self.workload_ else None
+        if domain is None or value is None or domain.contains(value):
+            return True
+        self.bad(key, f"outside the domain of knob {name!r} (got {shown(value)}; "
+                      f"allowed: {domain.describe()})")
+        return False
 
     def distribution(self, key: str, name: str, spec: Mapping,
                      annotation: Any) -> od.BaseDistribution | None:
@@ -425,12 +449,24 @@ class _Parser:
             self.bad(f"{key}", f"min must be < max (got min={lo}, max={hi})")
             return None
         if annotation is not None:
-            numeric_ok = annotation is float or (annotation is int and kind == "int_uniform")
+            # Optional[float] searches floats (None is only ever fixed or a baseline value)
+            optional = typing.get_origin(annotation) is typing.Union
+            base = [a for a in typing.get_args(annotation) if a is not type(None)][0] \
+                if optional else annotation
+            numeric_ok = base is float or (base is int and kind == "int_uniform")
             if not numeric_ok:
-                allowed = "int_uniform or values" if annotation is int else "values"
+                allowed = "int_uniform or values" if base is int else "values"
                 self.bad(f"{key}.distribution", f"knob {name!r} is {getattr(annotation, '__name__', annotation)}"
                                                 f" (got {kind}; allowed: {allowed})")
                 return None
+        if kind == "log_uniform" and max(abs(lo), abs(hi)) > 700:  # exp() overflows float64
+            self.bad(key, f"log_uniform takes natural-log exponents; |min|, |max| must be <= 700 "
+                          f"(got min={shown(lo)}, max={shown(hi)})")
+            return None
+        low, high = (math.exp(lo), math.exp(hi)) if kind == "log_uniform" else (lo, hi)
+        # Numeric domains are intervals: both bounds inside means every value is.
+        if not (self.in_domain(f"{key}.min", name, low) & self.in_domain(f"{key}.max", name, high)):
+            return None
         if kind == "uniform":
             return od.FloatDistribution(lo, hi)
         if kind == "q_uniform":
@@ -491,14 +527,16 @@ class _Parser:
             self.bad("early_terminate", "not supported with several metrics (ASHA needs one "
                                         "objective); remove it or use a single metric")
         kind = spec.get("type", "asha")
-        if kind not in ("asha", "hyperband"):
-            self.bad("early_terminate.type", f"unknown type (got {kind!r}; allowed: asha, hyperband)")
+        if kind not in EARLY_TYPES:
+            self.bad("early_terminate.type", f"unknown type (got {shown(kind)}; allowed: "
+                                             f"{', '.join(EARLY_TYPES)}; both run as ASHA)")
+            kind = "asha"
         min_iter = self.int_at_least(spec, "min_iter", "early_terminate.min_iter", 1, 1)
         eta = self.int_at_least(spec, "eta", "early_terminate.eta", 2, 3)
         max_iter = self.int_at_least(spec, "max_iter", "early_terminate.max_iter", 1, None)
         if max_iter is not None and max_iter < min_iter:
             self.bad("early_terminate.max_iter", f"must be >= min_iter {min_iter} (got {max_iter})")
-        return EarlyStop(min_iter=min_iter, eta=eta, max_iter=max_iter)
+        return EarlyStop(min_iter=min_iter, eta=eta, max_iter=max_iter, requested=kind)
 
     def budget(self, raw: Mapping) -> Budget:
         spec = self.mapping(raw.get("budget"), "budget", BUDGET_KEYS)

@@ -120,8 +120,7 @@ class Sweep:
                  "searched: " + ", ".join(_describe(p) for p in s.parameters),
                  "fixed: " + ", ".join(f"{k}={v}" for k, v in sorted(s.fixed.items())),
                  "early stop: " + ("none" if s.early_stop is None else
-                                   f"ASHA on epoch, grace {s.early_stop.min_iter}, "
-                                   f"eta {s.early_stop.eta}, max {s.early_stop.max_iter or s.epochs()}"),
+                                   s.early_stop.describe(s.epochs())),
                  "time limit: " + (f"{s.budget.time_limit_s:g} s" if s.budget.time_limit_s else "none")]
         lines += Demand.of(s).plan_lines()
         lines.append(f"output: {self.run_dir}")
@@ -235,7 +234,6 @@ class Sweep:
         return tuner, exp_id, parent_id
 
     def _finish(self, grid, exp_id: str, parent_id: str) -> SweepResult:
-        from sweeps.driver import trial_knobs
         from sweeps.report import best_trial, format_table, results_table, write_outputs
         from sweeps.mlflow_store import finish_parent_run
 
@@ -247,7 +245,7 @@ class Sweep:
         best_knobs = None
         if best is not None:
             config = next(t["config"] for t in trials if t["trial_id"] == best["trial_id"])
-            best_knobs = trial_knobs(self.space, config)
+            best_knobs = self.space.trial_knobs(config)
         files = write_outputs(self.run_dir, self.space, df, best_knobs)
         best_metrics = {o.name: best[o.name] for o in self.space.objectives} if best is not None else {}
         finish_parent_run(self.tracking_uri, parent_id, best_knobs, best_metrics, files,
@@ -273,7 +271,7 @@ def _describe(p) -> str:
 
 
 def _autoscaler_max() -> Optional[dict]:
-    """Resources an autoscaler can add, or None on a fixed cluster (see cluster/README)."""
+    """Resources an autoscaler can add, or None on a fixed cluster (sweeps/cluster_info.py)."""
     from sweeps.cluster_info import autoscaler_max_resources
     return autoscaler_max_resources()
 

@@ -21,6 +21,7 @@ from sweeps.keys import BASELINE_TAG, DIVERGED
 from sweeps.mlflow_store import PARENT_TAG, flat_params, now_ms
 from sweeps.report import trial_outcome
 from sweeps.space import Space
+from workloads.contract import EPOCH
 
 TRIAL_TAG = "trial_id"
 OUTCOME_TAG = "outcome"  # finished | pruned | diverged | error
@@ -71,14 +72,13 @@ class MlflowTrialTracker(tune.Callback):
             return self.child_runs[trial_id]
         run_id = self._find_child(trial_id)
         if run_id is None:
-            from sweeps.driver import trial_knobs  # the driver's own decoding of Tune's config
             is_baseline = bool(trial.config.get(BASELINE_TAG))
             run = self.client.create_run(
                 self.experiment_id, run_name=("baseline-" if is_baseline else "trial-") + trial_id,
                 tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial_id,
                       "baseline": str(is_baseline).lower(), "workload": self.space.workload})
             run_id = run.info.run_id
-            self.client.log_batch(run_id, params=flat_params(trial_knobs(self.space, trial.config)))
+            self.client.log_batch(run_id, params=flat_params(self.space.trial_knobs(trial.config)))
         self.child_runs[trial_id] = run_id
         return run_id
 
@@ -87,7 +87,7 @@ class MlflowTrialTracker(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         run_id = self.child_run(trial)
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        step = int(result.get(EPOCH, result.get("training_iteration", 0)))
         ts = now_ms()
         metrics = [Metric(k, float(v), ts, step) for k, v in result.items()
                    if k in self.metric_names and isinstance(v, (int, float))
@@ -95,7 +95,7 @@ class MlflowTrialTracker(tune.Callback):
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
         self.last_results[trial.trial_id] = {k: v for k, v in result.items() if k in
-                                             self.metric_names | {"epoch", "checkpoint_path"}}
+                                             self.metric_names | {EPOCH, "checkpoint_path"}}
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self.child_run(trial)

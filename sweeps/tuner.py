@@ -20,7 +20,8 @@ def start_ray(address: Optional[str] = None, temp_dir: Optional[str] = None) -> 
     """Connect to `address` or start a local Ray; returns True if this call started Ray.
 
     A local Ray runs with its dashboard bound to 127.0.0.1: Train V2 needs the State API it
-    serves to release a pruned trial's worker placement group (shared/RAY_NOTES.md). Worker
+    serves to release a pruned trial's worker placement group (without it the placement group of
+    an ASHA-stopped trial stays reserved and the next trial never starts on a small machine). Worker
     output stays in Ray's log files (log_to_driver=False); the terminal gets our progress lines.
     """
     if ray.is_initialized():

@@ -2,47 +2,53 @@
 
 A workload module exposes one `WORKLOAD = Workload(...)`:
 
-    defaults   a dataclass instance holding every knob (tunable or fixed) with its default
+    knobs      a dataclass type: every knob (tunable or fixed) with its default and valid domain
+               (see workloads/knobs.py); it must have the int knobs named EPOCHS_KNOB and
+               SEED_KNOB below
     metrics    {metric name: "minimize" | "maximize"} reported every epoch
-    train      train(config: dict, session: Session) -> None
+    train      train(config: dict of public knob names, session: Session) -> None
     smoke      knob overrides for a seconds-long CPU run (optional)
-    check      check(resolved config) -> list of problems with its inputs (optional)
+    check      check(resolved knobs) -> problems across knobs or with the inputs they name (data
+               directories, files), one line each, cheap, run before any Ray time (optional)
+    input_errors  exception types `train` raises for bad input (e.g. a corrupt data file), which
+               the CLIs turn into exit code 2 (optional)
 
-`train` runs epochs; at the end of each epoch *every* rank calls
-`session.report(metrics, checkpoint_dir=...)` exactly once, rank 0 passing a directory written by
-`save_checkpoint` and the others `None` (Ray Train needs all ranks to report). On start it resumes
-from `session.restored_checkpoint_dir` when that is set. Every report carries `epoch`, the number
-of epochs completed (1 after the first): ASHA's rungs and the sweep's "finished" test count it.
+`train` runs epochs; at the end of each epoch *every* rank calls `session.report(metrics,
+checkpoint_dir=...)` exactly once, rank 0 passing a checkpoint directory and the others `None`
+(Ray Train needs all ranks to report). On start it resumes from
+`session.restored_checkpoint_dir` when that is set. Every report carries EPOCH, the number of
+epochs completed (1 after the first), and DIVERGED: ASHA's rungs and the sweep's "finished"
+test count EPOCH against the EPOCHS_KNOB; a trial with DIVERGED = 1 stopped because its loss
+became non-finite (other metrics may then be NaN).
 
-If the training loss becomes non-finite, the workload stops, reports the epoch with
-`diverged=1.0` (other metrics may be NaN) and returns: the sweep records the trial as diverged.
-
-Nothing here imports Ray or MLflow: a workload runs in a plain process (`LocalSession`), under
-`torchrun` (`LocalSession.from_env()`), or under Ray Train (`sweeps/ray_session.py`).
+`workloads/kit/` implements all of this once (the loop, the CLI): a workload built with it
+supplies only its knobs, how to build model/optimizer/data, one training step and one
+evaluation. Nothing here imports Ray or MLflow: a workload runs in a plain process
+(`LocalSession`), under `torchrun` (`LocalSession.from_env()`), or under Ray Train
+(`sweeps/ray_session.py`).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import shutil
-import tempfile
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Protocol
 
 import torch
 import torch.distributed as dist
 
+from workloads import knobs as K
+from workloads.knobs import ConfigError
+
 Goal = Literal["minimize", "maximize"]
 
-CHECKPOINT_MODEL = "model.pt"
-CHECKPOINT_OPTIMIZER = "optimizer.pt"
-CHECKPOINT_STATE = "state.json"
-
-
-class ConfigError(ValueError):
-    """A knob value a workload cannot run with; the message names the knob and what is allowed."""
+# Report keys every workload sends each epoch (sweeps import these; never spell them out).
+EPOCH = "epoch"        # epochs completed, 1-based
+DIVERGED = "diverged"  # 1.0 once the loss became NaN/inf; the run then stops
+# Knobs every workload has: the epoch count (ASHA's max_t, "finished") and the seed
+# (replicated confirmation runs vary it).
+EPOCHS_KNOB = "epochs"
+SEED_KNOB = "seed"
 
 
 class Session(Protocol):
@@ -57,89 +63,48 @@ class Session(Protocol):
 @dataclass(frozen=True)
 class Workload:
     name: str
-    defaults: Any  # a dataclass instance: every knob with its default value
+    knobs: type
     metrics: Mapping[str, Goal]
     train: Callable[[Mapping[str, Any], Session], None]
-    # Knob overrides that make one epoch take seconds on a CPU (used by every `--smoke`).
     smoke: Mapping[str, Any] = field(default_factory=dict)
-    # check(resolved_config) -> problems with the inputs the config names (data directories,
-    # files), one line each, run before any Ray time is spent. None: nothing to check.
     check: Callable[[Any], list[str]] | None = None
+    input_errors: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        types = K.knob_types(self.knobs)
+        for required in (EPOCHS_KNOB, SEED_KNOB):
+            if types.get(required) is not int:
+                raise TypeError(f"workload {self.name!r}: knobs must include the int knob "
+                                f"{required!r} (see workloads/contract.py)")
+        reserved = {EPOCH, DIVERGED} & set(self.metrics)
+        if reserved:
+            raise TypeError(f"workload {self.name!r}: {sorted(reserved)} are report keys the "
+                            f"contract reserves, not metrics")
+
+    @property
+    def defaults(self) -> Any:
+        return self.knobs()
 
     def knob_types(self) -> dict[str, Any]:
-        """{knob: annotated type} resolved from the defaults dataclass."""
-        hints = typing.get_type_hints(type(self.defaults))
-        return {f.name: hints[f.name] for f in dataclasses.fields(self.defaults)}
+        """{public knob name: annotated type}."""
+        return K.knob_types(self.knobs)
+
+    def knob_domain(self, name: str) -> K.Domain | None:
+        return K.knob_domain(self.knobs, name)
 
     def resolve(self, overrides: Mapping[str, Any]) -> Any:
-        """The defaults dataclass with `overrides` applied and coerced; ConfigError if invalid."""
-        types = self.knob_types()
-        unknown = sorted(set(overrides) - set(types))
-        if unknown:
-            raise ConfigError(
-                f"{self.name}: unknown knob(s) {unknown}; allowed: {sorted(types)}")
-        values = {k: coerce_knob(k, v, types[k]) for k, v in overrides.items()}
-        return dataclasses.replace(self.defaults, **values)
+        """The knob dataclass with public-name `overrides` applied, coerced and checked against
+        each knob's domain; ConfigError naming every bad knob."""
+        return K.resolve(self.knobs, overrides)
+
+    def problems(self, cfg: Any) -> list[str]:
+        """The workload's own checks across knobs and of the inputs they name."""
+        return list(self.check(cfg)) if self.check is not None else []
+
+    def public_values(self, cfg: Any) -> dict[str, Any]:
+        return K.public_values(cfg)
 
 
-def coerce_knob(name: str, value: Any, annotation: Any) -> Any:
-    """Coerce a config value (YAML, MLflow string, Optuna suggestion) to the knob's type.
-
-    Lists of numbers also come as "1,2,4" strings: that is how sweeps encode HTEN scales so Optuna
-    sees a plain categorical and MLflow shows a readable parameter.
-    """
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    try:
-        if annotation is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            if isinstance(value, bool):
-                return value
-            raise TypeError
-        if annotation in (int, float):
-            if isinstance(value, bool):
-                raise TypeError
-            if annotation is int and isinstance(value, float) and not value.is_integer():
-                raise TypeError
-            return annotation(value)
-        if annotation is str:
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if origin in (list, tuple) and args and args[0] in (int, float):
-            if isinstance(value, str):
-                value = [args[0](p) for p in value.split(",") if p.strip()]
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            items = [coerce_knob(name, v, args[0]) for v in value]
-            return tuple(items) if origin is tuple else items
-        if origin is typing.Union and type(None) in args:  # Optional[X]
-            if value is None:
-                return None
-            inner = [a for a in args if a is not type(None)][0]
-            return coerce_knob(name, value, inner)
-    except (TypeError, ValueError):
-        pass
-    else:
-        return value
-    raise ConfigError(f"knob {name!r}: expected {_type_name(annotation)} (got {value!r})")
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def format_knob(value: Any) -> str:
-    """The flat, readable form of a knob value (MLflow params, CSV): lists as "1,2,4"."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Sessions
-# --------------------------------------------------------------------------------------------
 @dataclass
 class LocalSession:
     """A session for plain processes, notebooks, tests and `torchrun`.
@@ -180,78 +145,5 @@ class LocalSession:
             self.restored_checkpoint_dir = None
 
 
-# --------------------------------------------------------------------------------------------
-# Helpers every workload needs (kept here so the two workloads do not each grow their own)
-# --------------------------------------------------------------------------------------------
-def per_worker_batch(global_batch: int, world_size: int) -> int:
-    """Each rank gets global_batch / world_size so results do not depend on the worker count."""
-    if global_batch % world_size:
-        raise ConfigError(
-            f"knob 'batch_size': must be divisible by the number of workers {world_size} "
-            f"(got {global_batch})")
-    return global_batch // world_size
-
-
-def wrap_ddp(model: torch.nn.Module, session: Session) -> torch.nn.Module:
-    """DistributedDataParallel when the process group has more than one rank, else the model."""
-    if session.world_size <= 1:
-        return model
-    device_ids = [session.device.index] if session.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-
-
-def all_reduce_sums(sums: Mapping[str, float], device: torch.device) -> dict[str, float]:
-    """Sum per-rank partial sums over all ranks (identity in a single process).
-
-    Metrics are reported as global means, so each rank accumulates (sum, count) pairs and
-    divides after this reduction — never an average of per-rank averages.
-    """
-    keys = sorted(sums)
-    if not (dist.is_available() and dist.is_initialized()) or not keys:
-        return dict(sums)
-    t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return dict(zip(keys, t.tolist()))
-
-
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True if `flag` is true on any rank (used to stop all ranks together on divergence)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def save_checkpoint(directory: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: Mapping[str, Any]) -> None:
-    """model + optimizer tensors (loadable with weights_only=True) and a JSON state (epoch, step)."""
-    module = getattr(model, "module", model)  # unwrap DDP so checkpoints load anywhere
-    torch.save(module.state_dict(), os.path.join(directory, CHECKPOINT_MODEL))
-    torch.save(optimizer.state_dict(), os.path.join(directory, CHECKPOINT_OPTIMIZER))
-    with open(os.path.join(directory, CHECKPOINT_STATE), "w") as f:
-        json.dump(dict(state), f)
-
-
-def load_checkpoint(directory: str, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None, device: torch.device) -> dict:
-    """Restore what `save_checkpoint` wrote; returns the JSON state."""
-    module = getattr(model, "module", model)
-    module.load_state_dict(torch.load(os.path.join(directory, CHECKPOINT_MODEL),
-                                      map_location=device, weights_only=True))
-    if optimizer is not None:
-        optimizer.load_state_dict(torch.load(os.path.join(directory, CHECKPOINT_OPTIMIZER),
-                                             map_location=device, weights_only=True))
-    with open(os.path.join(directory, CHECKPOINT_STATE)) as f:
-        return json.load(f)
-
-
-def report_epoch(session: Session, metrics: Mapping[str, float], model: torch.nn.Module,
-                 optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
-    """All ranks report; rank 0 alone writes the checkpoint it attaches."""
-    if session.rank != 0:
-        session.report(metrics, checkpoint_dir=None)
-        return
-    with tempfile.TemporaryDirectory(prefix="ckpt_") as tmp:
-        save_checkpoint(tmp, model, optimizer, state)
-        session.report(metrics, checkpoint_dir=tmp)
+__all__ = ["ConfigError", "DIVERGED", "EPOCH", "EPOCHS_KNOB", "SEED_KNOB", "Goal",
+           "LocalSession", "Session", "Workload"]

@@ -26,7 +26,7 @@ import random
 import numpy as np
 import torch
 
-from workloads.contract import ConfigError
+from workloads.knobs import ConfigError
 
 VOCAB_SIZE = 256
 

@@ -27,8 +27,10 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("space,workload", [("entropy_lambda", "saliency"),
-                                            ("ten_energy", "ten_lm")])
+@pytest.mark.parametrize("space,workload", [
+    ("entropy_lambda", "saliency"), ("ten_energy", "ten_lm"),
+    # a user's own model family, named by module path (the "bring your own model" proof)
+    ("examples/custom_space.yaml", "examples.custom_workload")])
 def test_smoke_sweep_tracks_parent_and_children(tmp_path, space, workload):
     """2 trials x 2 DDP workers; MLflow has the parent, 2 nested children with every knob as a
     parameter and per-epoch metrics; best_config.yaml and results.csv are written."""
@@ -49,7 +51,8 @@ def test_smoke_sweep_tracks_parent_and_children(tmp_path, space, workload):
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert any(a.path == "space" for a in client.list_artifacts(parent.info.run_id))
-    objective = {"saliency": "val_ig", "ten_lm": "val_bpb"}[workload]
+    objective = {"saliency": "val_ig", "ten_lm": "val_bpb",
+                 "examples.custom_workload": "val_mse"}[workload]
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert set(child.data.params) == set(wl.knob_types())  # searched and fixed
@@ -66,7 +69,7 @@ def test_smoke_sweep_tracks_parent_and_children(tmp_path, space, workload):
 def test_asha_prunes_bad_trial_and_next_trial_gets_all_cpus(tmp_path):
     """A learning rate of 1e-9 learns nothing: ASHA stops it after epoch 1. The trial after it
     needs every CPU of the cluster, so it starts only if the pruned trial's workers' placement
-    group was released (shared/RAY_NOTES.md: it leaks when the dashboard is off)."""
+    group was released (it leaks when Ray runs without its dashboard: README, How it works)."""
     wl = get_workload("ten_lm")
     doc = {"workload": "ten_lm", "method": "random", "seed": 0,
            "metric": {"name": "val_bpb", "goal": "minimize"},

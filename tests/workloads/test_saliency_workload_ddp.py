@@ -37,7 +37,7 @@ def test_two_gloo_ranks_train_and_report_the_metric_set(tmp_path):
         hist = out[r]["history"]
         assert [h["epoch"] for h in hist] == [1.0, 2.0]
         for h in hist:
-            assert set(h) == {"epoch", "diverged", *W.METRICS}
+            assert set(h) == {"epoch", "diverged", "probe_steps", *W.METRICS}
     # metrics are global (all-reduced sums), so both ranks report the same numbers
     assert out[0]["history"] == out[1]["history"]
     # rank 0 alone writes checkpoints; they hold the epoch and the global step count

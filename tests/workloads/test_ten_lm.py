@@ -6,7 +6,7 @@ import typing
 import pytest
 import torch
 
-from workloads import contract
+from workloads.kit import loop
 from workloads import ten_lm
 from workloads.contract import ConfigError, LocalSession
 
@@ -24,7 +24,7 @@ def run(tmp_path, name, **overrides) -> tuple[LocalSession, dict]:
 
 
 def final_params(session: LocalSession) -> dict:
-    path = os.path.join(session.checkpoints[-1], contract.CHECKPOINT_MODEL)
+    path = os.path.join(session.checkpoints[-1], loop.CHECKPOINT_MODEL)
     return torch.load(path, weights_only=True)
 
 
@@ -38,7 +38,7 @@ def assert_same_params(a: dict, b: dict, exact: bool = True) -> None:
 
 
 def test_knobs_have_sweepable_types():
-    allowed = {int, float, bool, str, list[int], typing.Optional[str]}
+    allowed = {int, float, bool, str, list[int], typing.Optional[str], typing.Optional[float]}
     types = ten_lm.WORKLOAD.knob_types()
     assert set(types.values()) <= allowed
     for knob in ("preset", "energy_reg_weight", "use_hten", "hten_scales", "lr", "weight_decay",
@@ -47,7 +47,7 @@ def test_knobs_have_sweepable_types():
         assert knob in types, knob
     assert types["hten_scales"] == list[int] and types["lambda"] is float
     cfg = ten_lm.WORKLOAD.resolve({"hten_scales": "1,2,4", "lambda": "0.5", "use_hten": "true"})
-    assert cfg.hten_scales == [1, 2, 4] and getattr(cfg, "lambda") == 0.5 and cfg.use_hten
+    assert cfg.hten_scales == [1, 2, 4] and cfg.lam == 0.5 and cfg.use_hten
     assert ten_lm.WORKLOAD.defaults.preset == "tiny" and ten_lm.WORKLOAD.defaults.hten_scales == [
         1, 2, 4, 8]
     assert dict(ten_lm.WORKLOAD.metrics) == {
@@ -150,9 +150,9 @@ def test_resume_continues_at_next_epoch_and_matches_uninterrupted(tmp_path):
     assert [m["epoch"] for m in resumed.history] == [2.0]  # only the missing epoch ran
     assert resumed.history[0] == full_s.history[1]
     assert_same_params(final_params(resumed), full)
-    opt_a = torch.load(os.path.join(resumed.checkpoints[-1], contract.CHECKPOINT_OPTIMIZER),
+    opt_a = torch.load(os.path.join(resumed.checkpoints[-1], loop.CHECKPOINT_OPTIMIZER),
                        weights_only=True)
-    opt_b = torch.load(os.path.join(full_s.checkpoints[-1], contract.CHECKPOINT_OPTIMIZER),
+    opt_b = torch.load(os.path.join(full_s.checkpoints[-1], loop.CHECKPOINT_OPTIMIZER),
                        weights_only=True)
     for sa, sb in zip(opt_a["state"].values(), opt_b["state"].values()):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and sa["step"] == sb["step"]

@@ -6,7 +6,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from workloads import contract, ten_lm
+from workloads import ten_lm
+from workloads.kit import loop
 from workloads.contract import LocalSession
 
 KNOBS = dict(corpus_bytes=20_000, seq_len=32, batch_size=8, epochs=1, steps_per_epoch=1,
@@ -27,7 +28,7 @@ def _worker(rank: int, world_size: int, init_file: str, ckpt_root: str) -> None:
 
 
 def _params(root: str) -> dict:
-    return torch.load(os.path.join(root, "epoch_0001", contract.CHECKPOINT_MODEL),
+    return torch.load(os.path.join(root, "epoch_0001", loop.CHECKPOINT_MODEL),
                       weights_only=True)
 
 
@@ -43,8 +44,14 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     ddp, one = _params(ddp_root), _params(str(tmp_path / "single"))
     init = ten_lm.build_model(ten_lm.WORKLOAD.resolve(KNOBS)).state_dict()
     assert ddp.keys() == one.keys()
+    # AdamW's first step is ≈ lr·g/(|g| + eps): for a gradient near zero, the different
+    # summation order of the gradient all-reduce can move that one element by more than 1e-5
+    # (seen: 1 of 36864 elements, 1.5e-5). A wrong batch split or sharding moves almost every
+    # element by ~lr (3e-3), so: nearly all elements within 1e-5, none beyond 1e-4.
     for k in one:
-        torch.testing.assert_close(ddp[k], one[k], rtol=1e-5, atol=1e-5, msg=k)
+        diff = (ddp[k] - one[k]).abs()
+        assert float(diff.max()) < 1e-4, k
+        assert int((diff > 1e-5).sum()) <= max(1, diff.numel() // 10_000), k
     assert any(not torch.equal(one[k], init[k]) for k in one)  # a step really happened
     # metrics are global means, so they agree too
     hist = torch.load(os.path.join(ddp_root, "history.pt"), weights_only=False)

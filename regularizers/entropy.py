@@ -1,4 +1,4 @@
-"""Entropy of a model's implicit bias: one implementation for both workloads.
+"""Entropy of a model's implicit bias: one implementation for every model package.
 
 A model's *bias* is what it predicts for content-free input (uniform images for saliency,
 constant or uniformly random byte sequences for ten_lm). The bias map is the **mean predicted
