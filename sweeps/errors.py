@@ -1,6 +1,16 @@
 """The sweep service's exceptions. The CLI maps `BadInput` to exit code 2, other errors to 1."""
 from __future__ import annotations
 
+# Error text is bounded: a line never echoes more than this much of what the user gave.
+MAX_LINE = 500
+
+
+def clip(text: object, limit: int = MAX_LINE) -> str:
+    """str(text) on one line, cut to `limit` characters (error text never echoes unbounded
+    input: a 100 KB value or a path must not become a 100 KB message)."""
+    line = " ".join(str(text).split("\n"))
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
 
 class SweepError(Exception):
     """Base class for every error the sweep service raises on purpose."""

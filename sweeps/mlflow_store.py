@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from sweeps.errors import TrackingError
+from sweeps.errors import TrackingError, clip
 from sweeps.space import Space
 from workloads.knobs import format_knob
 
@@ -28,19 +28,22 @@ def default_tracking_uri(run_dir: str) -> str:
 
 def check_tracking_uri(uri: str) -> None:
     """Fail before any trial starts when the store cannot be reached (BadInput, exit 2)."""
+    shown_uri = clip(uri, 200)  # error text never echoes unbounded input
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
                 if r.status != 200:
-                    raise TrackingError(f"--mlflow-uri {uri}: /health answered {r.status}")
-        except (urllib.error.URLError, OSError) as e:
-            raise TrackingError(f"--mlflow-uri {uri}: MLflow server not reachable ({e}); start "
-                                f"it (`mlflow server --host 127.0.0.1`) or omit the flag to use "
-                                f"a sqlite file in the sweep directory") from None
+                    raise TrackingError(f"--mlflow-uri {shown_uri}: /health answered {r.status}")
+        except (urllib.error.URLError, OSError, ValueError) as e:  # ValueError: a malformed URL
+            raise TrackingError(f"--mlflow-uri {shown_uri}: MLflow server not reachable "
+                                f"({clip(e, 200)}); start it (`mlflow server --host 127.0.0.1`) "
+                                f"or omit the flag to use a sqlite file in the sweep "
+                                f"directory") from None
     elif uri.startswith("sqlite:///"):
         folder = os.path.dirname(uri[len("sqlite:///"):]) or "."
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise TrackingError(f"--mlflow-uri {uri}: folder {folder} is missing or not writable")
+            raise TrackingError(f"--mlflow-uri {shown_uri}: folder {clip(folder, 200)} is "
+                                f"missing or not writable")
 
 
 def ui_hint(uri: str, experiment_id: str) -> str:

@@ -1,7 +1,8 @@
 """CLI: python sweeps/run.py --space entropy_lambda.yaml [flags]
 
-Exit codes: 0 ok, 2 bad input (space file, flags, data paths, tracking URI, cluster too
-small), 1 failure while running. Input is validated before Ray starts.
+Exit codes: 0 ok, 2 bad input (space file, flags, data paths, tracking URI, output directory,
+cluster too small), 1 failure while running. Input is validated before Ray starts; bad input
+is reported as bounded lines on stderr, never a traceback.
 """
 from __future__ import annotations
 
@@ -12,34 +13,51 @@ import sys
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sweeps.errors import BadInput, SpaceError  # noqa: E402
+from sweeps.errors import BadInput, SpaceError, clip  # noqa: E402
+from sweeps.space import RULES, Bound  # noqa: E402
 from sweeps.sweep import DEFAULT_OUTPUT, Sweep, latest_run_dir  # noqa: E402
+from workloads.knobs import shown  # noqa: E402
+
+# Error output is bounded whatever the input: each line, the number of lines, the total.
+MAX_ERROR_LINES = 20
+MAX_ERROR_BYTES = 4000
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
-    return value
+def bounded(rule: Bound):
+    """An argparse type: an int or a finite float within `rule` (the same range the space file
+    has for the key); nan, inf, 1e20 for an integer, out of range -> exit 2 naming the range."""
+    def parse(text: str):
+        try:
+            value = int(text) if rule.integer else float(text)
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not rule.accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {rule.describe()} (got {shown(text)})")
+        return value
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
-    return value
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse echoes bad values whole: bound them
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {clip(message, 300)}\n")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sweeps/run.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _ArgumentParser(prog="sweeps/run.py", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", help="space file, or a bare name in search_spaces/")
-    p.add_argument("--trials", type=positive_int, help="number of trials (incl. baseline)")
-    p.add_argument("--max-concurrent", type=positive_int, help="trials running at once")
-    p.add_argument("--workers-per-trial", type=positive_int, help="DDP workers per trial")
-    p.add_argument("--gpus-per-worker", type=non_negative_float, help="GPUs per worker (0: CPU)")
-    p.add_argument("--cpus-per-worker", type=non_negative_float, help="CPUs per worker")
-    p.add_argument("--seed", type=int, help="seed of the Optuna sampler")
+    p.add_argument("--trials", type=bounded(RULES["trials"]),
+                   help="number of trials (incl. baseline)")
+    p.add_argument("--max-concurrent", type=bounded(RULES["max_concurrent"]),
+                   help="trials running at once")
+    p.add_argument("--workers-per-trial", type=bounded(RULES["workers_per_trial"]),
+                   help="DDP workers per trial")
+    p.add_argument("--gpus-per-worker", type=bounded(RULES["gpus_per_worker"]),
+                   help="GPUs per worker (0: CPU)")
+    p.add_argument("--cpus-per-worker", type=bounded(RULES["cpus_per_worker"]),
+                   help="CPUs per worker")
+    p.add_argument("--seed", type=bounded(RULES["seed"]), help="seed of the Optuna sampler")
     p.add_argument("--address", help="existing Ray cluster (host:port or 'auto'); "
                                      "default: start a local one")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep dir)")
@@ -58,8 +76,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace) -> Sweep:
-    common = dict(mlflow_uri=args.mlflow_uri, address=args.address, storage=args.storage,
+    common = dict(address=args.address, storage=args.storage,
                   optuna_storage=args.optuna_storage, ray_temp_dir=args.ray_temp_dir)
+    if args.mlflow_uri is not None:  # else --resume keeps the tracking store the sweep used
+        common["mlflow_uri"] = args.mlflow_uri
     if args.resume:
         if args.name:
             run_dir = os.path.join(args.output, args.name)
@@ -84,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         sweep = build(args)
-        sweep.check_inputs()
+        sweep.check_inputs(write_probe=not args.dry_run)  # --dry-run writes nothing
         if args.dry_run:
             print(sweep.plan())
             if args.address:
@@ -93,16 +113,30 @@ def main(argv: list[str] | None = None) -> int:
         print(sweep.plan(), flush=True)
         result = sweep.run(resume=args.resume)
     except SpaceError as e:
-        for line in e.problems:
-            print(f"error: {line}", file=sys.stderr)
+        print_problems(e.problems)
         return 2
     except BadInput as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_problems([str(e)])
         return 2
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 1
     return 0 if result.best_config is not None else 1
+
+
+def print_problems(problems: list[str]) -> None:
+    """One bounded `error:` line per problem, at most MAX_ERROR_LINES / MAX_ERROR_BYTES in all
+    (the rest counted), so no input makes the error report itself unbounded."""
+    lines: list[str] = []
+    size = 0
+    for i, problem in enumerate(problems):
+        line = "error: " + clip(problem)
+        if len(lines) == MAX_ERROR_LINES or size + len(line.encode()) + 1 > MAX_ERROR_BYTES - 80:
+            lines.append(f"error: ... and {len(problems) - i} more problem(s); fix these first")
+            break
+        lines.append(line)
+        size += len(line.encode()) + 1
+    print("\n".join(lines), file=sys.stderr)
 
 
 def cluster_fit(sweep: Sweep, address: str) -> str:

@@ -21,10 +21,10 @@ from typing import Any, Mapping
 import optuna.distributions as od
 import yaml
 
-from sweeps.errors import SpaceError
+from sweeps.errors import SpaceError, clip
 from sweeps.keys import BASELINE_TAG
 from workloads.contract import EPOCH, EPOCHS_KNOB, ConfigError, Workload
-from workloads.knobs import Domain, coerce_knob, format_knob, shown
+from workloads.knobs import BATCH_KNOB, Domain, coerce_knob, format_knob, shown
 from workloads.registry import get_workload, is_known, workload_names
 
 SPACES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -42,10 +42,56 @@ EARLY_KEYS = ("type", "min_iter", "max_iter", "eta")
 EARLY_TYPES = ("asha", "hyperband")
 BUDGET_KEYS = ("trials", "max_concurrent", "time_limit_s")
 RESOURCE_KEYS = ("workers_per_trial", "cpus_per_worker", "gpus_per_worker")
+# Input limits. A space file is a few hundred bytes; these bound what parsing and error
+# reporting can cost (a YAML "billion laughs" of 1 KB expands to gigabytes) and reject sizes
+# no cluster runs (`trials: 10000000`), each before Ray starts.
+MAX_SPACE_BYTES = 256 * 1024
+MAX_YAML_NODES = 10_000
+MAX_YAML_DEPTH = 32
+MAX_INT = 2**63 - 1              # any integer in a space file (torch, numpy and Optuna need int64)
+MAX_TRIALS = 100_000             # budget.trials, budget.max_concurrent, --trials, --max-concurrent
+MAX_WORKERS_PER_TRIAL = 4096
+MAX_PER_WORKER = 1024            # CPUs or GPUs of one worker
+MAX_TIME_LIMIT_S = 365 * 24 * 3600
+MAX_SEED = 2**32 - 1             # Optuna's samplers seed numpy, which takes 0 .. 2**32-1
+MAX_EPOCH_COUNT = 1_000_000      # early_terminate.min_iter / max_iter
+MAX_ETA = 1000
 # Keys Ray Tune adds to every result; a metric of the same name would be overwritten.
 TUNE_RESERVED = ("pid", "hostname", "node_ip", "timestamp", "date", "done", "training_iteration",
                  "time_this_iter_s", "time_total_s", "time_since_restore", "trial_id",
                  "experiment_tag", "iterations_since_restore", "checkpoint_dir_name", "config")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of a numeric setting (budget, resources, seed; file key or flag)."""
+    lo: float
+    hi: float
+    integer: bool = False
+    lo_open: bool = False
+
+    def accepts(self, v: Any) -> bool:
+        if not (_is_int(v) if self.integer else _is_number(v)):
+            return False
+        return (v > self.lo if self.lo_open else v >= self.lo) and v <= self.hi
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        return f"{kind} in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}]"
+
+
+RULES = {
+    "trials": Bound(1, MAX_TRIALS, integer=True),
+    "max_concurrent": Bound(1, MAX_TRIALS, integer=True),
+    "time_limit_s": Bound(0, MAX_TIME_LIMIT_S, lo_open=True),
+    "workers_per_trial": Bound(1, MAX_WORKERS_PER_TRIAL, integer=True),
+    "cpus_per_worker": Bound(0, MAX_PER_WORKER, lo_open=True),
+    "gpus_per_worker": Bound(0, MAX_PER_WORKER),
+    "seed": Bound(0, MAX_SEED, integer=True),
+    "min_iter": Bound(1, MAX_EPOCH_COUNT, integer=True),
+    "max_iter": Bound(1, MAX_EPOCH_COUNT, integer=True),
+    "eta": Bound(2, MAX_ETA, integer=True),
+}
 
 
 @dataclass(frozen=True)
@@ -153,21 +199,38 @@ class Space:
                  fixed: Mapping[str, Any] | None = None) -> "Space":
         """A copy with command-line overrides applied; SpaceError (flag names) if invalid."""
         problems = []
-        for flag, value, minimum in (("--trials", trials, 1), ("--max-concurrent", max_concurrent, 1),
-                                     ("--workers-per-trial", workers_per_trial, 1),
-                                     ("--gpus-per-worker", gpus_per_worker, 0),
-                                     ("--cpus-per-worker", cpus_per_worker, 1e-9)):
-            if value is not None and value < minimum:
-                problems.append(f"{flag}: must be >= {minimum:g} (got {value})")
+        for flag, value, rule in (("--trials", trials, RULES["trials"]),
+                                  ("--max-concurrent", max_concurrent, RULES["max_concurrent"]),
+                                  ("--workers-per-trial", workers_per_trial,
+                                   RULES["workers_per_trial"]),
+                                  ("--gpus-per-worker", gpus_per_worker, RULES["gpus_per_worker"]),
+                                  ("--cpus-per-worker", cpus_per_worker, RULES["cpus_per_worker"]),
+                                  ("--seed", seed, RULES["seed"])):
+            if value is not None and not rule.accepts(value):
+                problems.append(f"{flag}: must be {rule.describe()} (got {shown(value)})")
         new_fixed = dict(self.fixed)
+        smoke_keys = set()
         for key, value in (fixed or {}).items():
             if key in {p.name for p in self.parameters}:
                 continue  # a searched knob stays searched; smoke overrides only what is fixed
             new_fixed[key] = value
+            smoke_keys.add(key)
         try:
             self.get_workload().resolve(new_fixed)
         except ConfigError as e:
-            problems.append(f"{self.path}: fixed: {e}")
+            problems.append(clip(f"{self.path}: fixed: {e}"))
+        if problems:
+            raise SpaceError(problems)
+        # The DDP workers split every batch_size evenly: re-check with the flags applied.
+        workers = workers_per_trial or self.resources.workers_per_trial
+        source = ("--workers-per-trial" if workers_per_trial is not None
+                  else "resources.workers_per_trial")
+        fixed_key = (f"{BATCH_KNOB} (--smoke)" if BATCH_KNOB in smoke_keys
+                     else f"fixed.{BATCH_KNOB}")
+        label = os.path.basename(self.path)
+        problems = [clip(f"{label}: {key}: {msg}")
+                    for key, msg in batch_problems(self.get_workload(), self.parameters, new_fixed,
+                                                   self.baseline, workers, source, fixed_key)]
         if problems:
             raise SpaceError(problems)
         budget = dataclasses.replace(
@@ -194,25 +257,95 @@ def resolve_space_path(name: str) -> str:
     for c in candidates:
         if os.path.isfile(c):
             return c
-    raise SpaceError([f"{name}: space file not found (looked at {name!r} and in {SPACES_DIR})"])
+    raise SpaceError([f"{clip(name, 200)}: space file not found (looked at {shown(name, 200)} "
+                      f"and in {SPACES_DIR})"])
 
 
 def load_space(name: str) -> Space:
+    """Read, check and parse a space file; SpaceError (one line per problem) if it is bad.
+
+    Cheap checks come first, so a hostile or broken file costs little: its size before reading,
+    UTF-8, and the YAML's shape (no anchors/aliases, bounded node count and depth) from the
+    event stream, before any document is built.
+    """
     path = resolve_space_path(name)
-    with open(path) as f:
-        text = f.read()
-    label = os.path.basename(path)
+    label = clip(os.path.basename(path), 100)
+    text = _read_text(path, label)
+    return parse_space(_parse_yaml(text, label), path=path, text=text)
+
+
+def _read_text(path: str, label: str) -> str:
     try:
-        raw = yaml.safe_load(text)
+        size = os.path.getsize(path)
+        if size <= MAX_SPACE_BYTES:
+            with open(path, "rb") as f:
+                data = f.read(MAX_SPACE_BYTES + 1)
+            size = len(data)
+    except OSError as e:
+        raise SpaceError([f"{label}: cannot read the file ({clip(e.strerror or e, 200)})"]) from None
+    if size > MAX_SPACE_BYTES:
+        raise SpaceError([f"{label}: file too large ({size} bytes; a space file may have at most "
+                          f"{MAX_SPACE_BYTES} bytes)"])
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM is allowed, not required
+    except UnicodeDecodeError as e:
+        raise SpaceError([f"{label}: not UTF-8 text (byte 0x{data[e.start]:02x} at byte offset "
+                          f"{e.start}); save the file as UTF-8"]) from None
+
+
+def _parse_yaml(text: str, label: str) -> Any:
+    try:
+        _check_yaml_shape(text, label)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SpaceError([f"{label}: not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
-    return parse_space(raw, path=path, text=text)
+        if mark is not None:
+            where = f" at line {mark.line + 1}"
+        elif isinstance(e, yaml.reader.ReaderError):
+            where = f" at character {e.position}"
+        else:
+            where = ""
+        problem = getattr(e, "problem", None) or getattr(e, "context", None) or e
+        if isinstance(e, yaml.reader.ReaderError) and isinstance(e.character, int):
+            problem = f"character #x{e.character:04x}: {e.reason}"
+        raise SpaceError([f"{label}: not valid YAML{where}: {clip(problem, 200)}"]) from None
+    except (ValueError, OverflowError) as e:  # a constructor: `2001-13-45`, a 5000-digit int
+        raise SpaceError([f"{label}: not valid YAML: a value cannot be read "
+                          f"({clip(e, 200)})"]) from None
+
+
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_OPEN_EVENTS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSE_EVENTS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _check_yaml_shape(text: str, label: str) -> None:
+    """Walk the YAML event stream (no document is built) and refuse anchors/aliases, more than
+    MAX_YAML_NODES nodes or nesting deeper than MAX_YAML_DEPTH. Aliases are how a 1 KB file
+    becomes a structure of 10**9 nodes (the "billion laughs"), whose echo in an error message
+    never ends; a space file has no use for them, so they are refused outright."""
+    nodes = depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise SpaceError([f"{label}: line {event.start_mark.line + 1}: YAML anchors and "
+                              f"aliases (&name, *name, <<: *name) are not allowed in a space "
+                              f"file; write the values out"])
+        if isinstance(event, _NODE_EVENTS):
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                raise SpaceError([f"{label}: line {event.start_mark.line + 1}: too many YAML "
+                                  f"nodes (a space file may have at most {MAX_YAML_NODES})"])
+        if isinstance(event, _OPEN_EVENTS):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise SpaceError([f"{label}: line {event.start_mark.line + 1}: YAML nested too "
+                                  f"deeply (at most {MAX_YAML_DEPTH} levels)"])
+        elif isinstance(event, _CLOSE_EVENTS):
+            depth -= 1
 
 
 def parse_space(raw: Any, *, path: str, text: str = "") -> Space:
-    return _Parser(os.path.basename(path)).parse(raw, path, text)
+    return _Parser(clip(os.path.basename(path), 100)).parse(raw, path, text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,8 +356,71 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(float(v)))
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _num(x: float) -> str:
+    """A bound as written: 4294967295, not 4.29497e+09."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _key(name: Any) -> str:
+    """A user-written key inside a key path, bounded (a key can be a 100 KB string too)."""
+    return clip(name, 60)
+
+
+def _big_ints(raw: Any, path: str = "") -> list[tuple[str, int]]:
+    """(key path, value) of every integer in the document outside int64."""
+    if _is_int(raw):
+        return [(path or "(top)", raw)] if abs(raw) > MAX_INT else []
+    items = (raw.items() if isinstance(raw, dict) else
+             enumerate(raw) if isinstance(raw, list) else ())
+    found = []
+    for k, v in items:
+        sub = f"{path}[{k}]" if isinstance(raw, list) else (f"{path}.{_key(k)}" if path else _key(k))
+        found += _big_ints(v, sub)
+    return found
+
+
+def batch_problems(workload: Workload, parameters: tuple[Parameter, ...] | list[Parameter],
+                   fixed: Mapping[str, Any], baseline: Mapping[str, Any] | None, workers: int,
+                   workers_source: str, fixed_key: str = f"fixed.{BATCH_KNOB}"
+                   ) -> list[tuple[str, str]]:
+    """(key, problem) for every batch_size a trial could run with that `workers` DDP workers
+    cannot split evenly (the training kit gives each worker batch_size / workers)."""
+    if not _is_int(workers) or workers <= 1 or BATCH_KNOB not in workload.knob_types():
+        return []
+    tail = (f"divisible by {workers} workers ({workers_source}); each DDP worker gets "
+            f"{BATCH_KNOB} / {workers}")
+    out = []
+    searched = next((p for p in parameters if p.name == BATCH_KNOB), None)
+    if searched is not None:
+        d = searched.distribution
+        if isinstance(d, od.CategoricalDistribution):
+            bad = [c for c in d.choices if _is_int(c) and c % workers]
+            if bad:
+                out.append((f"parameters.{BATCH_KNOB}.values", f"{shown(bad)} not {tail}"))
+        elif isinstance(d, od.IntDistribution) and (d.low % workers or d.step % workers):
+            out.append((f"parameters.{BATCH_KNOB}",
+                        f"int_uniform suggests every integer in [{d.low}, {d.high}], not all "
+                        f"{tail}; use values: [...] with multiples of {workers}"))
+    else:
+        value = fixed.get(BATCH_KNOB)
+        key = fixed_key
+        if BATCH_KNOB not in fixed:
+            value = workload.public_values(workload.defaults).get(BATCH_KNOB)
+            key = f"{BATCH_KNOB} (workload default)"
+        if _is_int(value) and value % workers:
+            out.append((key, f"{value} is not {tail}"))
+    value = (baseline or {}).get(BATCH_KNOB)
+    if _is_int(value) and value % workers:
+        out.append((f"baseline.{BATCH_KNOB}", f"{value} is not {tail}"))
+    return out
 
 
 def _encode_choice(v: Any) -> Any:
@@ -239,52 +435,50 @@ class _Parser:
         self.workload_: Workload | None = None
 
     def bad(self, key: str, msg: str) -> None:
-        self.problems.append(f"{self.label}: {key}: {msg}")
+        # Every echoed value goes through shown()/_key(); the clip is the backstop (a
+        # workload's own check, say, naming a long path).
+        self.problems.append(clip(f"{self.label}: {key}: {msg}"))
 
     def mapping(self, raw: Any, key: str, allowed: tuple[str, ...] | None) -> dict:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.bad(key, f"must be a mapping (got {raw!r})")
+            self.bad(key, f"must be a mapping (got {shown(raw)})")
             return {}
         if allowed is not None:
             for k in raw:
                 if k not in allowed:
-                    self.bad(f"{key}.{k}" if key else str(k),
+                    self.bad(f"{key}.{_key(k)}" if key else _key(k),
                              f"unknown key (allowed: {', '.join(allowed)})")
         return raw
 
-    def int_at_least(self, raw: Mapping, key: str, path: str, minimum: int, default: Any) -> Any:
-        v = raw.get(key, default)
-        if v is default:
-            return v
-        if not _is_int(v) or v < minimum:
-            self.bad(path, f"must be an integer >= {minimum} (got {v!r})")
+    def setting(self, raw: Mapping, key: str, path: str, default: Any) -> Any:
+        """A numeric setting checked against RULES[key] (its range is in the message)."""
+        if key not in raw or (raw[key] is None and default is None):
             return default
-        return v
-
-    def number_at_least(self, raw: Mapping, key: str, path: str, minimum: float, default: Any,
-                        strict: bool = False) -> Any:
-        v = raw.get(key, default)
-        if v is default:
-            return v
-        ok = _is_number(v) and (v > minimum if strict else v >= minimum)
-        if not ok:
-            self.bad(path, f"must be a number {'>' if strict else '>='} {minimum:g} (got {v!r})")
+        v, rule = raw[key], RULES[key]
+        if not rule.accepts(v):
+            self.bad(path, f"must be {rule.describe()} (got {shown(v)})")
             return default
-        return float(v)
+        return v if rule.integer else float(v)
 
     def parse(self, raw: Any, path: str, text: str) -> Space:
         if not isinstance(raw, dict):
             raise SpaceError([f"{self.label}: must be a mapping of keys "
                               f"({', '.join(TOP_KEYS)}) (got {type(raw).__name__})"])
+        big = _big_ints(raw)
+        if big:  # nothing downstream (float(), torch, numpy, Optuna) takes these
+            raise SpaceError([clip(f"{self.label}: {key}: integer too large (got an integer of "
+                                   f"{v.bit_length()} bits; allowed: |n| <= 2**63-1)")
+                              for key, v in big])
         self.mapping(raw, "", TOP_KEYS)
 
         workload = self.workload_ = self.workload(raw)
         types = workload.knob_types() if workload else None
         method = raw.get("method", "tpe")
         if method not in METHODS:
-            self.bad("method", f"unknown method (got {method!r}; allowed: {', '.join(METHODS)})")
+            self.bad("method", f"unknown method (got {shown(method)}; allowed: "
+                               f"{', '.join(METHODS)})")
         objectives = self.objectives(raw, workload)
         fixed = self.knob_values(raw.get("fixed"), "fixed", types)
         parameters = self.parameters(raw, types, method, fixed)
@@ -292,9 +486,12 @@ class _Parser:
         early = self.early_stop(raw, len(objectives) > 1)
         budget = self.budget(raw)
         resources = self.resources(raw)
-        seed = raw.get("seed", 0)
-        if not _is_int(seed):
-            self.bad("seed", f"must be an integer (got {seed!r})")
+        seed = self.setting(raw, "seed", "seed", 0)
+        if workload is not None:
+            for key, problem in batch_problems(workload, parameters, fixed, baseline,
+                                               resources.workers_per_trial,
+                                               "resources.workers_per_trial"):
+                self.bad(key, problem)
         if workload is not None and not self.problems:
             self.whole_configs(workload, fixed, baseline)
         if self.problems:
@@ -310,7 +507,7 @@ class _Parser:
             self.bad("workload", f"required (allowed: {', '.join(workload_names())})")
             return None
         if not isinstance(name, str) or not is_known(name):
-            self.bad("workload", f"unknown workload (got {name!r}; "
+            self.bad("workload", f"unknown workload (got {shown(name)}; "
                                  f"allowed: {', '.join(workload_names())})")
             return None
         return get_workload(name)
@@ -329,16 +526,17 @@ class _Parser:
             item = self.mapping(item, key, ("name", "goal"))
             name, goal = item.get("name"), item.get("goal")
             if not isinstance(name, str):
-                self.bad(f"{key}.name", f"required, a metric name (got {name!r})")
+                self.bad(f"{key}.name", f"required, a metric name (got {shown(name)})")
                 continue
             if workload is not None and name not in workload.metrics:
                 self.bad(f"{key}.name", f"workload {workload.name!r} does not report this metric "
-                                        f"(got {name!r}; allowed: {', '.join(workload.metrics)})")
+                                        f"(got {shown(name)}; allowed: "
+                                        f"{', '.join(workload.metrics)})")
             if goal not in GOALS:
-                self.bad(f"{key}.goal", f"must be one of {', '.join(GOALS)} (got {goal!r})")
+                self.bad(f"{key}.goal", f"must be one of {', '.join(GOALS)} (got {shown(goal)})")
                 continue
             if name in {o.name for o in result}:
-                self.bad(f"{key}.name", f"metric listed twice (got {name!r})")
+                self.bad(f"{key}.name", f"metric listed twice (got {shown(name)})")
             result.append(Objective(name, goal))
         return result
 
@@ -349,7 +547,7 @@ class _Parser:
             if types is None:
                 out[name] = value
             elif name not in types:
-                self.bad(f"{key}.{name}", f"not a knob of this workload (allowed: "
+                self.bad(f"{key}.{_key(name)}", f"not a knob of this workload (allowed: "
                                           f"{', '.join(sorted(types))})")
             else:
                 out[name] = self.coerce(f"{key}.{name}", name, value, types[name])
@@ -363,7 +561,7 @@ class _Parser:
         params: list[Parameter] = []
         pending_when: list[tuple[str, Any]] = []
         for name, spec in specs.items():
-            key = f"parameters.{name}"
+            key = f"parameters.{_key(name)}"
             if types is not None and name not in types:
                 self.bad(key, f"not a knob of this workload (allowed: {', '.join(sorted(types))})")
                 continue
@@ -417,7 +615,7 @@ class _Parser:
             kind = "categorical" if "values" in spec else None
         if kind not in DISTRIBUTIONS:
             self.bad(f"{key}.distribution" if "distribution" in spec else key,
-                     f"unknown distribution (got {kind!r}; allowed: {', '.join(DISTRIBUTIONS)}; "
+                     f"unknown distribution (got {shown(kind)}; allowed: {', '.join(DISTRIBUTIONS)}; "
                      f"or give `values: [...]` or `value: x`)")
             return None
         if kind == "constant":
@@ -426,7 +624,7 @@ class _Parser:
         if kind == "categorical":
             values = spec.get("values")
             if not isinstance(values, list) or not values:
-                self.bad(f"{key}.values", f"must be a non-empty list (got {values!r})")
+                self.bad(f"{key}.values", f"must be a non-empty list (got {shown(values)})")
                 return None
             choices = []
             for i, v in enumerate(values):
@@ -434,19 +632,19 @@ class _Parser:
                     v = self.coerce(f"{key}.values[{i}]", name, v, annotation)
                 choices.append(_encode_choice(v))
             if len(set(map(repr, choices))) != len(choices):
-                self.bad(f"{key}.values", f"duplicate values (got {values!r})")
+                self.bad(f"{key}.values", f"duplicate values (got {shown(values)})")
                 return None
             return od.CategoricalDistribution(choices)
         lo, hi, q = spec.get("min"), spec.get("max"), spec.get("q")
         ok = True
         for bound, v in (("min", lo), ("max", hi)):
             if not _is_number(v):
-                self.bad(f"{key}.{bound}", f"required, a number, for {kind} (got {v!r})")
+                self.bad(f"{key}.{bound}", f"required, a number, for {kind} (got {shown(v)})")
                 ok = False
         if not ok:
             return None
         if lo >= hi:
-            self.bad(f"{key}", f"min must be < max (got min={lo}, max={hi})")
+            self.bad(f"{key}", f"min must be < max (got min={shown(lo)}, max={shown(hi)})")
             return None
         if annotation is not None:
             # Optional[float] searches floats (None is only ever fixed or a baseline value)
@@ -471,17 +669,18 @@ class _Parser:
             return od.FloatDistribution(lo, hi)
         if kind == "q_uniform":
             if not _is_number(q) or q <= 0:
-                self.bad(f"{key}.q", f"must be a number > 0 for q_uniform (got {q!r})")
+                self.bad(f"{key}.q", f"must be a number > 0 for q_uniform (got {shown(q)})")
                 return None
             return od.FloatDistribution(lo, hi, step=q)
         if kind == "int_uniform":
             if not (_is_int(lo) and _is_int(hi)):
-                self.bad(key, f"min and max must be integers for int_uniform (got {lo}, {hi})")
+                self.bad(key, f"min and max must be integers for int_uniform "
+                              f"(got {shown(lo)}, {shown(hi)})")
                 return None
             return od.IntDistribution(lo, hi)
         if kind == "log_uniform_values":
             if lo <= 0:
-                self.bad(f"{key}.min", f"must be > 0 for log_uniform_values (got {lo})")
+                self.bad(f"{key}.min", f"must be > 0 for log_uniform_values (got {shown(lo)})")
                 return None
             return od.FloatDistribution(lo, hi, log=True)
         # log_uniform: W&B semantics, min/max are natural-log exponents.
@@ -492,14 +691,14 @@ class _Parser:
         by_name = {p.name: p for p in params}
         conditional = {name for name, _ in pending}
         for name, when in pending:
-            key = f"parameters.{name}.when"
+            key = f"parameters.{_key(name)}.when"
             if not isinstance(when, dict) or not when:
-                self.bad(key, f"must be a mapping {{parameter: value}} (got {when!r})")
+                self.bad(key, f"must be a mapping {{parameter: value}} (got {shown(when)})")
                 continue
             resolved = {}
             for target, value in when.items():
                 if target not in by_name:
-                    self.bad(f"{key}.{target}", f"refers to a parameter that is not searched "
+                    self.bad(f"{key}.{_key(target)}", f"refers to a parameter that is not searched "
                                                 f"(allowed: {', '.join(sorted(set(by_name) - {name}))})")
                     continue
                 if target == name or target in conditional:
@@ -510,8 +709,8 @@ class _Parser:
                     value = self.coerce(f"{key}.{target}", target, value, types[target])
                 value = _encode_choice(value)
                 if isinstance(dist, od.CategoricalDistribution) and value not in dist.choices:
-                    self.bad(f"{key}.{target}", f"value never suggested (got {value!r}; "
-                                                f"allowed: {list(dist.choices)})")
+                    self.bad(f"{key}.{target}", f"value never suggested (got {shown(value)}; "
+                                                f"allowed: {shown(list(dist.choices), 200)})")
                 resolved[target] = value
             if name in by_name:
                 by_name[name] = dataclasses.replace(by_name[name], when=resolved)
@@ -531,9 +730,9 @@ class _Parser:
             self.bad("early_terminate.type", f"unknown type (got {shown(kind)}; allowed: "
                                              f"{', '.join(EARLY_TYPES)}; both run as ASHA)")
             kind = "asha"
-        min_iter = self.int_at_least(spec, "min_iter", "early_terminate.min_iter", 1, 1)
-        eta = self.int_at_least(spec, "eta", "early_terminate.eta", 2, 3)
-        max_iter = self.int_at_least(spec, "max_iter", "early_terminate.max_iter", 1, None)
+        min_iter = self.setting(spec, "min_iter", "early_terminate.min_iter", 1)
+        eta = self.setting(spec, "eta", "early_terminate.eta", 3)
+        max_iter = self.setting(spec, "max_iter", "early_terminate.max_iter", None)
         if max_iter is not None and max_iter < min_iter:
             self.bad("early_terminate.max_iter", f"must be >= min_iter {min_iter} (got {max_iter})")
         return EarlyStop(min_iter=min_iter, eta=eta, max_iter=max_iter, requested=kind)
@@ -541,26 +740,14 @@ class _Parser:
     def budget(self, raw: Mapping) -> Budget:
         spec = self.mapping(raw.get("budget"), "budget", BUDGET_KEYS)
         d = Budget()
-        return Budget(
-            trials=self.int_at_least(spec, "trials", "budget.trials", 1, d.trials),
-            max_concurrent=self.int_at_least(spec, "max_concurrent", "budget.max_concurrent", 1,
-                                             d.max_concurrent),
-            time_limit_s=self.number_at_least(spec, "time_limit_s", "budget.time_limit_s", 0,
-                                              d.time_limit_s, strict=True))
+        return Budget(**{key: self.setting(spec, key, f"budget.{key}", getattr(d, key))
+                         for key in BUDGET_KEYS})
 
     def resources(self, raw: Mapping) -> Resources:
         spec = self.mapping(raw.get("resources"), "resources", RESOURCE_KEYS)
         d = Resources()
-        return Resources(
-            workers_per_trial=self.int_at_least(spec, "workers_per_trial",
-                                                "resources.workers_per_trial", 1,
-                                                d.workers_per_trial),
-            cpus_per_worker=self.number_at_least(spec, "cpus_per_worker",
-                                                 "resources.cpus_per_worker", 0,
-                                                 d.cpus_per_worker, strict=True),
-            gpus_per_worker=self.number_at_least(spec, "gpus_per_worker",
-                                                 "resources.gpus_per_worker", 0,
-                                                 d.gpus_per_worker))
+        return Resources(**{key: self.setting(spec, key, f"resources.{key}", getattr(d, key))
+                            for key in RESOURCE_KEYS})
 
     def whole_configs(self, workload: Workload, fixed: Mapping, baseline: Mapping | None) -> None:
         """Knob-level checks passed; the workload's own input checks (data directories)."""

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -21,12 +22,14 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 
 from sweeps.capacity import Demand
-from sweeps.errors import BadInput, SpaceError
+from sweeps.errors import BadInput, SpaceError, clip
 from sweeps.space import Space, load_space
+from workloads.knobs import shown
 
 STATE_FILE = "sweep.json"
 SPACE_COPY = "space.yaml"
 DEFAULT_OUTPUT = "sweep_runs"
+MAX_STATE_BYTES = 1 << 20  # sweep.json is a few hundred bytes
 
 
 @dataclass
@@ -92,12 +95,14 @@ class Sweep:
         """The sweep stored in `run_dir`, with the space and overrides it was started with."""
         state_path = os.path.join(run_dir, STATE_FILE)
         if not os.path.isfile(state_path):
-            raise BadInput(f"--resume: {run_dir} holds no sweep ({STATE_FILE} missing)")
-        with open(state_path) as f:
-            state = json.load(f)
+            raise BadInput(f"--resume: {clip(run_dir, 200)} holds no sweep ({STATE_FILE} missing)")
+        state = read_state(state_path)
         space = load_space(os.path.join(run_dir, SPACE_COPY))
         space = dataclasses.replace(space, path=state["space_path"])
-        kwargs.setdefault("mlflow_uri", state.get("tracking_uri"))
+        # The sweep keeps the tracking store it started with unless the caller names another
+        # (the CLI passes mlflow_uri only when --mlflow-uri is given; None means "not given").
+        if kwargs.get("mlflow_uri") is None:
+            kwargs["mlflow_uri"] = state.get("tracking_uri")
         sweep = cls(space, name=os.path.basename(os.path.abspath(run_dir)),
                     output=os.path.dirname(os.path.abspath(run_dir)),
                     overrides=Overrides(**state["overrides"]), **kwargs)
@@ -143,11 +148,63 @@ class Sweep:
             json.dump(state, f, indent=2)
         os.replace(tmp, os.path.join(self.run_dir, STATE_FILE))
 
-    def check_inputs(self) -> None:
-        """Everything checkable without Ray: tracking store reachable (BadInput if not)."""
+    def check_inputs(self, *, write_probe: bool = True) -> None:
+        """Everything checkable without Ray (BadInput if not): the run directory can be created
+        and written, and the tracking store is reachable.
+
+        With write_probe (a real run) the run directory's missing folders and a temporary file
+        in it are created and removed again, so the check leaves nothing behind either way;
+        without it (--dry-run writes nothing) the nearest existing folder is judged by its type
+        and permissions only.
+        """
         from sweeps.mlflow_store import check_tracking_uri
+        self._check_output(write_probe)
         if self.mlflow_uri:
             check_tracking_uri(self.mlflow_uri)
+
+    def _check_output(self, write_probe: bool) -> None:
+        target = self.run_dir
+        where = f"output directory {clip(target, 200)}"
+        missing = []  # folders to create, deepest first
+        path = target
+        try:
+            while not os.path.isdir(path):
+                if os.path.lexists(path):
+                    raise BadInput(f"{where}: {clip(path, 200)} exists and is not a directory; "
+                                   f"choose another --output or --name")
+                missing.append(path)
+                parent = os.path.dirname(path)
+                if parent == path:
+                    break
+                path = parent
+            if not write_probe:
+                if not os.access(path, os.W_OK | os.X_OK):
+                    raise BadInput(f"{where}: folder {clip(path, 200)} is not writable; choose "
+                                   f"another --output")
+                return
+        except ValueError as e:  # e.g. an embedded NUL byte
+            raise BadInput(f"{where}: not a usable path ({clip(e, 100)})") from None
+        created = []
+        try:
+            for folder in reversed(missing):
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    continue
+                created.append(folder)
+            fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=target)
+            os.close(fd)
+            os.unlink(probe)
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "strerror", None) or e
+            raise BadInput(f"{where}: cannot be created or written ({clip(reason, 100)}); "
+                           f"choose another --output") from None
+        finally:
+            for folder in reversed(created):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass
 
     def tuner(self, callbacks: tuple = ()):
         """A configured `ray.tune.Tuner` for this space (no MLflow, no run directory state):
@@ -280,9 +337,64 @@ def latest_run_dir(output: str, stem: str) -> Optional[str]:
     """The most recent run directory of a space (for `--resume` without `--name`)."""
     if not os.path.isdir(output):
         return None
-    candidates = sorted(d for d in os.listdir(output)
+    try:
+        names = os.listdir(output)
+    except OSError as e:
+        raise BadInput(f"--resume: cannot list {clip(output, 200)} ({e.strerror})") from None
+    candidates = sorted(d for d in names
                         if d.startswith(stem) and os.path.isfile(os.path.join(output, d, STATE_FILE)))
     return os.path.join(output, candidates[-1]) if candidates else None
+
+
+_OVERRIDE_TYPES = {"trials": int, "max_concurrent": int, "workers_per_trial": int,
+                   "gpus_per_worker": float, "cpus_per_worker": float, "seed": int, "smoke": bool}
+
+
+def read_state(path: str) -> dict:
+    """A run directory's sweep.json, checked; BadInput (one line) if unreadable or corrupt."""
+    where = f"--resume: {clip(path, 200)}"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_STATE_BYTES + 1)
+    except OSError as e:
+        raise BadInput(f"{where}: cannot read ({e.strerror})") from None
+    state = None
+    if len(data) > MAX_STATE_BYTES:
+        problem = f"over {MAX_STATE_BYTES} bytes"
+    else:
+        try:
+            state = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, [[[[…
+            problem = f"not JSON: {clip(e, 100)}"
+        else:
+            problem = _state_problem(state)
+    if problem:
+        raise BadInput(f"{where}: corrupt ({problem}); the sweep writes this file itself: "
+                       f"restore it, or start a new sweep under another --name")
+    return state
+
+
+def _state_problem(state: Any) -> Optional[str]:
+    if not isinstance(state, dict):
+        return f"not a JSON object (got {shown(state)})"
+    for key in ("space_path", "experiment_id", "parent_run_id"):
+        if not isinstance(state.get(key), str):
+            return f"{key}: must be a string (got {shown(state.get(key))})"
+    if not isinstance(state.get("tracking_uri"), (str, type(None))):
+        return f"tracking_uri: must be a string (got {shown(state.get('tracking_uri'))})"
+    overrides = state.get("overrides")
+    if not isinstance(overrides, dict):
+        return f"overrides: must be an object (got {shown(overrides)})"
+    for key, value in overrides.items():
+        kind = _OVERRIDE_TYPES.get(key)
+        if kind is None:
+            return f"overrides: unknown key {shown(key)}"
+        ok = (isinstance(value, bool) if kind is bool else
+              value is None or (isinstance(value, (int, float) if kind is float else int)
+                                and not isinstance(value, bool)))
+        if not ok:
+            return f"overrides.{key}: must be {kind.__name__} (got {shown(value)})"
+    return None
 
 
 __all__ = ["Sweep", "SweepResult", "Overrides", "SpaceError", "latest_run_dir"]

@@ -154,6 +154,11 @@ def knob(default: Any, domain: Optional[Domain] = None, *, alias: Optional[str] 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+# The LoopKnobs field the training loop splits over the DDP workers (batch_size / workers each),
+# so it must be divisible by the worker count; the sweep's space parser checks that before Ray.
+BATCH_KNOB = "batch_size"
+
+
 @dataclass
 class LoopKnobs:
     """The knobs the shared training loop (`workloads/kit/loop.py`) reads. A workload's knob

@@ -99,10 +99,11 @@ def test_sweep_on_two_node_cluster_uses_both_nodes(two_node_cluster, tmp_path):
     assert "per trial: 2 DDP worker(s) = 2 CPU, 0 GPU" in plan.stdout
     assert "cluster now: 2 CPU, 0 GPU" in plan.stdout
 
+    # 4 workers (3 would not divide the smoke batch of 8, which is refused earlier)
     too_big = sweep(["--space", "ten_energy", "--smoke", "--address", address,
-                     "--workers-per-trial", "3", "--cpus-per-worker", "1"], tmp_path, "big")
+                     "--workers-per-trial", "4", "--cpus-per-worker", "1"], tmp_path, "big")
     assert too_big.returncode == 2, too_big.stdout + too_big.stderr
-    assert "one trial needs 3 CPU (3 workers) but the cluster can never have more than 2" \
+    assert "one trial needs 4 CPU (4 workers) but the cluster can never have more than 2" \
         in too_big.stderr
     assert not (tmp_path / "big").exists()
 

@@ -154,8 +154,8 @@ CASES = [
      lambda: "bad.yaml: parameters.compute_every.distribution: knob 'compute_every' is int "
              "(got uniform; allowed: int_uniform or values)"),
     ("when on a missing parameter", merged(parameters={
-        **VALID["parameters"], "num_uniform_samples": {"values": [4, 8], "when": {"skip_bad": True}}}),
-     lambda: "bad.yaml: parameters.num_uniform_samples.when.skip_bad: refers to a parameter "
+        **VALID["parameters"], "num_probes": {"values": [4, 8], "when": {"skip_bad": True}}}),
+     lambda: "bad.yaml: parameters.num_probes.when.skip_bad: refers to a parameter "
              "that is not searched (allowed: compute_every, lambda)"),
     ("fixed knob unknown", merged(fixed={"epochz": 3}),
      lambda: f"bad.yaml: fixed.epochz: not a knob of this workload (allowed: {knobs('saliency')})"),
@@ -172,11 +172,11 @@ CASES = [
      lambda: "bad.yaml: parameters.lambda: grid search needs `values` for every parameter "
              "(got a distribution)"),
     ("budget of wrong type", merged(budget={"trials": "many"}),
-     lambda: "bad.yaml: budget.trials: must be an integer >= 1 (got 'many')"),
+     lambda: "bad.yaml: budget.trials: must be an integer in [1, 100000] (got 'many')"),
     ("resources out of range", merged(resources={"workers_per_trial": 0}),
-     lambda: "bad.yaml: resources.workers_per_trial: must be an integer >= 1 (got 0)"),
+     lambda: "bad.yaml: resources.workers_per_trial: must be an integer in [1, 4096] (got 0)"),
     ("negative gpus", merged(resources={"gpus_per_worker": -1}),
-     lambda: "bad.yaml: resources.gpus_per_worker: must be a number >= 0 (got -1)"),
+     lambda: "bad.yaml: resources.gpus_per_worker: must be a number in [0, 1024] (got -1)"),
     ("no parameters", merged(parameters={}),
      lambda: "bad.yaml: parameters: required: at least one parameter to search"),
     ("not YAML", "workload: [saliency\n",
@@ -218,17 +218,18 @@ def test_cli_bad_flag_exits_2(tmp_path):
                            "--space", "entropy_lambda", "--trials", "0", "--dry-run"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "--trials: must be >= 1 (got 0)" in proc.stderr
+    assert "--trials: must be an integer in [1, 100000] (got '0')" in proc.stderr
 
 
 def test_cli_dry_run_prints_plan_without_ray(tmp_path):
+    # 4 workers: ten_lm's batch_size 32 must split evenly over them
     proc = cli_without_ray(["--space", "ten_energy", "--dry-run", "--trials", "4",
-                            "--workers-per-trial", "3", "--max-concurrent", "2",
+                            "--workers-per-trial", "4", "--max-concurrent", "2",
                             "--output", str(tmp_path / "out")])
     assert proc.returncode == 0, proc.stderr
     assert "trials: 4" in proc.stdout
-    assert "per trial: 3 DDP worker(s) = 3 CPU, 0 GPU" in proc.stdout
-    assert "at most 2 trial(s) at once = 6 worker(s), 6 CPU, 0 GPU" in proc.stdout
+    assert "per trial: 4 DDP worker(s) = 4 CPU, 0 GPU" in proc.stdout
+    assert "at most 2 trial(s) at once = 8 worker(s), 8 CPU, 0 GPU" in proc.stdout
     assert "hten_scales in ['1,2', '1,2,4', '1,2,4,8'] when use_hten=True" in proc.stdout
     assert not (tmp_path / "out").exists()
 
