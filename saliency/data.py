@@ -1,37 +1,144 @@
-"""The saliency workload's data as tensors: MIT1003-layout train/val split, a CAT2000-layout
-out-of-domain set, and their center biases (plain PyTorch/numpy; see datasets.py for files)."""
+"""The saliency workload's data as tensors: a MIT1003-layout train/val split, CAT2000-layout
+out-of-domain sets, the center bias each set gives the model as input, and the center bias each
+set is scored against (plain PyTorch/numpy; datasets.py reads the files).
+
+Center-bias input (`centerbias_input`), the knob that decides how much of the positional prior
+the model must learn *implicitly*:
+
+    sharp     the training fixations' histogram, lightly smoothed (cb_bandwidth): the model is
+              handed the prior — the control arm
+    blurred   the same histogram smoothed with a wide kernel (blur_bandwidth): the model has to
+              learn the rest of the prior from the images — where an implicit bias can form
+    uniform   no positional input: the whole prior is implicit
+
+An evaluation set is scored by information gain over *its own* sharp center bias (leave one
+image out), as Kümmerer et al. score a model on a dataset. For the out-of-domain sets the
+model gets the set's own center-bias input (same recipe, leave one out): a deployed model is
+told the target's center bias, and whatever bias it learned implicitly is what remains to
+hurt it (`ood`). `ood_transfer` gives it the in-domain input instead.
+"""
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from saliency import datasets as D
+from saliency import synthetic
+from saliency.errors import DataError
+from saliency.metrics import finalize, metric_sums
+from saliency.regularizer import patch_shuffled
+
+CENTERBIAS_INPUTS = ("sharp", "blurred", "uniform")
+
+
+@dataclass
+class EvalSet:
+    images: torch.Tensor            # (N, 3, S, S) uint8
+    counts: torch.Tensor            # (N, S, S) float32 fixations per pixel
+    model_input: torch.Tensor       # (S, S) or (N, S, S): center-bias log-density fed to the model
+    baseline: torch.Tensor          # (S, S) or (N, S, S): what IG is measured against
+    oracle_ig: float = math.nan     # IG of the true density (synthetic data), the ceiling
 
 
 @dataclass
 class SaliencyData:
-    train_images: torch.Tensor     # (N, 3, S, S) uint8
-    train_counts: torch.Tensor     # (N, S, S) float32 fixations per pixel
-    val_images: torch.Tensor
-    val_counts: torch.Tensor
-    ood_images: torch.Tensor
-    ood_counts: torch.Tensor
-    centerbias: torch.Tensor       # (S, S) training center-bias log-density (model input, val IG)
-    ood_baseline: torch.Tensor     # (N_ood, S, S) leave-one-out OOD center bias (ood IG)
+    train_images: torch.Tensor      # (N, 3, S, S) uint8
+    train_counts: torch.Tensor      # (N, S, S)
+    train_input: torch.Tensor       # (S, S) center-bias input during training
+    val: EvalSet
+    ood: EvalSet                    # out-of-domain (CAT2000 layout), own center-bias input
+    ood_transfer: EvalSet           # the same images, in-domain center-bias input
+    content: Optional[EvalSet]      # synthetic content-shift set (None for real data)
+
+
+@dataclass(frozen=True)
+class CenterBiasRecipe:
+    kind: str                       # one of CENTERBIAS_INPUTS
+    bandwidth: float                # sharp: the IG baseline's; blurred: the wide one
+    uniform_weight: float
+
+    def full(self, samples: Sequence[D.Sample], size: int) -> np.ndarray:      # (S, S)
+        if self.kind == "uniform":
+            return np.full((size, size), -math.log(size * size))
+        return D.center_bias(samples, (size, size), bandwidth=self.bandwidth,
+                             uniform_weight=self.uniform_weight)
+
+    def leave_one_out(self, samples: Sequence[D.Sample], size: int) -> np.ndarray:  # (N, S, S)
+        if self.kind == "uniform":
+            return np.full((len(samples), size, size), -math.log(size * size))
+        return D.leave_one_out_center_bias(samples, (size, size), bandwidth=self.bandwidth,
+                                           uniform_weight=self.uniform_weight)
+
+
+def oracle_ig(dataset_dir: str, samples: Sequence[D.Sample], counts: torch.Tensor,
+              baseline: torch.Tensor, size: int) -> float:
+    """IG (bits/fixation) of the ground-truth density over `baseline` on these samples."""
+    truth = torch.from_numpy(synthetic.oracle_log_densities(dataset_dir, size,
+                                                            [s.name for s in samples]))
+    base = baseline if baseline.ndim == 3 else baseline.expand(len(samples), size, size)
+    return finalize(metric_sums(truth, base, counts), "x")["x_ig"]
 
 
 def load_data(mit_dir: str, cat_dir: str, image_size: int, *, split_seed: int, skip_bad: bool,
-              cb_bandwidth: float, cb_uniform: float) -> SaliencyData:
-    """Read both layouts at image_size², split MIT1003 902/101-proportionally by split_seed."""
+              cb_bandwidth: float, cb_uniform: float, centerbias_input: str = "sharp",
+              blur_bandwidth: float = 0.25, content_dir: Optional[str] = None,
+              oracle: bool = False) -> SaliencyData:
+    """Read the sets at image_size², split MIT1003 902/101-proportionally by split_seed.
+
+    `oracle`: the directories hold synthetic data with ground truth (synthetic.py)."""
     s = image_size
+    t = D.log_density_to_torch
+    sharp = CenterBiasRecipe("sharp", cb_bandwidth, cb_uniform)
+    recipe = {"sharp": sharp, "blurred": CenterBiasRecipe("blurred", blur_bandwidth, cb_uniform),
+              "uniform": CenterBiasRecipe("uniform", 0.0, 1.0)}[centerbias_input]
+
     mit = D.load_mit1003(mit_dir, s, skip_bad=skip_bad)
-    cat = D.load_cat2000(cat_dir, s, skip_bad=skip_bad)
     train_idx, val_idx = D.split_indices(len(mit), split_seed)
     train, val = [mit[i] for i in train_idx], [mit[i] for i in val_idx]
-    cb = D.center_bias(train, (s, s), bandwidth=cb_bandwidth, uniform_weight=cb_uniform)
-    ood_base = D.leave_one_out_center_bias(cat, (s, s), bandwidth=cb_bandwidth,
-                                           uniform_weight=cb_uniform)
-    (ti, tc), (vi, vc), (oi, oc) = D.stack(train), D.stack(val), D.stack(cat)
-    return SaliencyData(ti, tc, vi, vc, oi, oc, D.log_density_to_torch(cb),
-                        D.log_density_to_torch(ood_base))
+    (ti, tc), (vi, vc) = D.stack(train), D.stack(val)
+    train_input = t(recipe.full(train, s))
+    val_base = t(sharp.full(train, s))  # the val images' own prior is the training one
+    val_set = EvalSet(vi, vc, train_input, val_base,
+                      oracle_ig(mit_dir, val, vc, val_base, s) if oracle else math.nan)
+
+    def shifted(directory: str) -> tuple[EvalSet, EvalSet]:
+        samples = D.load_cat2000(directory, s, skip_bad=skip_bad)
+        images, counts = D.stack(samples)
+        base = t(sharp.leave_one_out(samples, s))
+        ceiling = oracle_ig(directory, samples, counts, base, s) if oracle else math.nan
+        own = EvalSet(images, counts, t(recipe.leave_one_out(samples, s)), base, ceiling)
+        return own, EvalSet(images, counts, train_input, base, ceiling)
+
+    ood, ood_transfer = shifted(cat_dir)
+    content = shifted(content_dir)[0] if content_dir and os.path.isdir(content_dir) else None
+    return SaliencyData(ti, tc, train_input, val_set, ood, ood_transfer, content)
+
+
+def neutral_probe_pool(train_images: torch.Tensor, n: int, size: int, seed: int, *,
+                       generated: bool) -> torch.Tensor:
+    """n position-neutral probe images (n, 3, S, S) uint8: freshly generated in-domain-style
+    images with uniformly placed objects for the synthetic benchmark, else patch-shuffled
+    training images (content without its place in the frame; no fixations used)."""
+    if generated:
+        return synthetic.neutral_probe_images(n, size, seed)
+    return patch_shuffled(train_images, n, grid=4, seed=seed)
+
+
+def data_problems(mit_dir: Optional[str], cat_dir: Optional[str], *,
+                  skip_bad: bool) -> list[str]:
+    """One line per data directory that is missing or holds a file that does not decode (read
+    at 16×16, so a whole dataset is checked in seconds)."""
+    problems = []
+    for knob, root, load in (("mit1003_dir", mit_dir, D.load_mit1003),
+                             ("cat2000_dir", cat_dir, D.load_cat2000)):
+        if root is not None:
+            try:
+                load(root, 16, skip_bad=skip_bad)
+            except DataError as e:
+                problems.append(f"knob {knob!r}: {str(e)[:300]}")
+    return problems

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from saliency.metrics import add_sums, empty_sums, metric_sums
-from saliency.regularizer import bias_entropy, fixed_probes, uniform_centerbias
+from saliency.regularizer import bias_entropy, per_probe_entropy, uniform_centerbias
 
 
 @torch.no_grad()
@@ -15,14 +15,15 @@ def metric_partial_sums(model: torch.nn.Module, images: torch.Tensor, counts: to
                         centerbias: torch.Tensor, baseline: torch.Tensor, indices: Sequence[int],
                         device: torch.device, batch_size: int = 64,
                         amp: bool = False) -> dict[str, float]:
-    """Metric partial sums over `indices`; centerbias (S, S) is the model input, baseline
-    (S, S) or (N, S, S) the IG reference."""
+    """Metric partial sums over `indices`; centerbias (S, S) or (N, S, S) is the model input,
+    baseline (S, S) or (N, S, S) the IG reference."""
     sums = empty_sums()
     idx = list(indices)
     for i in range(0, len(idx), batch_size):
         sel = torch.tensor(idx[i:i + batch_size])
         x = images[sel].to(device).float().div_(255)                       # (B, 3, S, S)
-        cb = centerbias.to(device).expand(len(sel), *centerbias.shape[-2:])  # (B, S, S)
+        cb = (centerbias[sel] if centerbias.ndim == 3 else
+              centerbias.expand(len(sel), *centerbias.shape[-2:])).to(device)  # (B, S, S)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             log_p = model(x, cb)                                            # (B, S, S)
         base = baseline[sel] if baseline.ndim == 3 else baseline.expand_as(log_p)
@@ -31,13 +32,13 @@ def metric_partial_sums(model: torch.nn.Module, images: torch.Tensor, counts: to
 
 
 @torch.no_grad()
-def measure_bias_entropy(model: torch.nn.Module, n: int, intensities: Sequence[float],
-                         size: int, device: torch.device) -> float:
-    """Bias-map entropy (bits) for n fixed uniform probes with a uniform center bias, in eval
-    mode (a measurement, not a loss)."""
+def probe_entropies(model: torch.nn.Module, probes: torch.Tensor,
+                    device: torch.device) -> tuple[float, float]:
+    """(mixture entropy, mean per-probe entropy) in bits for fixed probes (n, 3, S, S) in
+    [0, 1] with a uniform center bias, in eval mode (a measurement, not a loss)."""
     was_training = model.training
     model.eval()
-    log_p = model(fixed_probes(n, intensities, size, size).to(device),
-                  uniform_centerbias(n, size, size, device))
+    n, _, h, w = probes.shape
+    log_p = model(probes.to(device), uniform_centerbias(n, h, w, device))  # (n, S, S)
     model.train(was_training)
-    return float(bias_entropy(log_p))
+    return float(bias_entropy(log_p)), float(per_probe_entropy(log_p))

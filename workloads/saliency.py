@@ -1,28 +1,32 @@
-"""The `saliency` workload: DeepGaze-style training with the uniform-image entropy regularizer,
+"""The `saliency` workload: DeepGaze-style training with the implicit-bias entropy regularizer,
 built on the training kit. Run: `python -m workloads.saliency --smoke`; knobs: `--help`.
 
-Regularizer: on steps where `regularizers.entropy.probe_due(step, compute_every, lambda)` holds
-(step counted across epochs) the loss is NLL − lambda·H(bias map) (saliency/regularizer.py);
-lambda = 0 or compute_every = 0 is bit-for-bit the baseline.
+Regularizer (saliency/regularizer.py): on steps where `probe_due(step, compute_every, lambda)`
+holds (step counted across epochs) the loss is NLL − lambda·compute_every·H(bias map), so
+lambda is a weight per optimizer step; lambda = 0 or compute_every = 0 is bit-for-bit the
+baseline. Probes (`probes`): `uniform` gray images, or `neutral` content without positional
+information (synthetic: freshly generated images with uniformly placed objects; real data:
+patch-shuffled training images).
 
-Data: mit1003_dir / cat2000_dir, or (None) the synthetic datasets generated once under
-data_root (default <tmp>/saliency_synth) in a subdirectory keyed by data_seed and the sizes;
-data_seed also fixes the 902/101-proportion split. Images are resized to image_size².
+Data (saliency/data.py): mit1003_dir / cat2000_dir, or (None) the planted-prior synthetic
+benchmark (saliency/synthetic.py) generated once under data_root, keyed by every generator
+parameter. `centerbias_input` decides how much of the positional prior the model is handed
+(sharp: all of it, the control; blurred: a wide blur of it; uniform: none).
 
-Metrics reported every epoch (besides the kit's epoch / diverged / probe_steps):
-  train_nll          mean −log2 p over all training fixations of the epoch (bits/fixation; the
-                     data term only, without −lambda·H)
-  val_ig / ood_ig    information gain over the center bias, bits/fixation. val: MIT1003 split
-                     (baseline = training center bias); ood: CAT2000 (baseline = its own
-                     leave-one-image-out center bias). The model always gets the *training*
-                     center bias as input.
-  val_ll / ood_ll    log-likelihood relative to a uniform model, bits/fixation
-  val_nss / ood_nss  NSS of the predicted density; val_auc / ood_auc  AUC-Judd (mean over images)
-  bias_entropy       entropy (bits) of the mean density predicted for `num_uniform_samples` fixed
-                     uniform probes (intensities cycled in order) with a uniform center bias,
-                     measured in eval mode after the epoch; bias_entropy_frac = H / log2(S²)
-Definitions: saliency/metrics.py. Validation / OOD images are dealt to ranks round-robin
-without padding and every metric is a global mean of all-reduced (sum, count) pairs.
+Metrics reported every epoch (besides the kit's epoch / diverged / probe_steps), IG in bits per
+fixation over the scored set's own center bias (Kümmerer et al.), global means over ranks:
+  train_nll                  −log2 p over the epoch's training fixations (data term only)
+  val_ig/_ll/_nss/_auc       in-domain validation split
+  ood_ig/_ll/_nss/_auc       CAT2000-layout set (synthetic: the prior shift), the model given
+                             that set's own center-bias input
+  ood_ig_transfer            the same, the model given the in-domain center-bias input
+  content_ig                 synthetic content-shift set (NaN for real data)
+  *_ig_oracle                IG of the true density (synthetic only): the ceiling
+  bias_entropy_uniform/_neutral   entropy (bits) of the mean density predicted for fixed gray /
+                             position-neutral probes with a uniform center bias (eval mode);
+                             *_frac = H / log2(S²); probe_entropy_neutral: the mean entropy of
+                             the single neutral probe maps
+Definitions: saliency/metrics.py.
 """
 from __future__ import annotations
 
@@ -34,17 +38,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
-from saliency import datasets as D
 from saliency import synthetic
-from saliency.data import SaliencyData, load_data
+from saliency.data import (CENTERBIAS_INPUTS, EvalSet, SaliencyData, data_problems,
+                           load_data, neutral_probe_pool)
 from saliency.errors import DataError
-from saliency.evaluation import measure_bias_entropy, metric_partial_sums
+from saliency.evaluation import metric_partial_sums, probe_entropies
 from saliency.metrics import finalize
 from saliency.model import ModelConfig, SaliencyModel, configure_optimizers
-from saliency.regularizer import RegularizerConfig, bias_entropy_frac, training_losses
+from saliency.regularizer import (PROBE_KINDS, RegularizerConfig, bias_entropy_frac,
+                                  fixed_probes, training_losses)
 from workloads import kit
 from workloads.contract import Goal, Session
-from workloads.kit import (FINITE, EachIn, LoopKnobs, StepResult, Trial, above, at_least,
+from workloads.kit import (FINITE, EachIn, LoopKnobs, OneOf, StepResult, Trial, above, at_least,
                            between, knob)
 from workloads.kit.cli import main as cli_main
 
@@ -52,10 +57,14 @@ from workloads.kit.cli import main as cli_main
 @dataclass
 class SaliencyKnobs(LoopKnobs):
     # the regularizer
-    lam: float = knob(0.0, FINITE, alias="lambda", help="weight of −H (per application)")
-    compute_every: int = knob(50, at_least(0), help="regularize every n-th step; 0 = off")
-    num_uniform_samples: int = knob(16, at_least(1))
+    lam: float = knob(0.0, FINITE, alias="lambda", help="weight of −H per optimizer step")
+    compute_every: int = knob(5, at_least(0), help="regularize every n-th step; 0 = off")
+    probes: str = knob("neutral", OneOf(PROBE_KINDS), help="probe kind the regularizer uses")
+    num_probes: int = knob(16, at_least(1), help="probes per regularized step / measurement")
     uniform_intensities: list[float] = knob([0.0, 0.5, 1.0], EachIn(between(0, 1)))
+    centerbias_input: str = knob("sharp", OneOf(CENTERBIAS_INPUTS),
+                                 help="prior handed to the model: sharp | blurred | uniform")
+    blur_bandwidth: float = knob(0.25, above(0), help="kernel of the blurred input (of side)")
     # optimisation (steps_per_epoch, seed: LoopKnobs)
     lr: float = knob(2e-3, above(0))
     weight_decay: float = knob(1e-4, at_least(0))
@@ -79,31 +88,23 @@ class SaliencyKnobs(LoopKnobs):
     cb_uniform: float = knob(0.01, between(0, 1, lo_open=True))
 
 
-METRICS: dict[str, Goal] = {
-    "val_ig": "maximize", "val_ll": "maximize", "val_nss": "maximize", "val_auc": "maximize",
-    "ood_ig": "maximize", "ood_ll": "maximize", "ood_nss": "maximize", "ood_auc": "maximize",
-    "bias_entropy": "maximize", "bias_entropy_frac": "maximize", "train_nll": "minimize",
-}
+METRICS: dict[str, Goal] = {"train_nll": "minimize", **{name: "maximize" for name in (
+    "val_ig", "val_ll", "val_nss", "val_auc", "ood_ig", "ood_ll", "ood_nss", "ood_auc",
+    "ood_ig_transfer", "content_ig", "val_ig_oracle", "ood_ig_oracle", "content_ig_oracle",
+    "bias_entropy_uniform", "bias_entropy_uniform_frac", "bias_entropy_neutral",
+    "bias_entropy_neutral_frac", "probe_entropy_neutral")}}
+EVAL_PROBES = 32  # fixed probes per kind for the bias-entropy measurement
 
 
 def check(cfg: SaliencyKnobs) -> list[str]:
-    """Data directories a config names: they must exist and every file must decode (read at a
-    tiny size, so this is cheap), reported before any Ray time is spent."""
-    problems = []
-    for knob_name, root, load in (("mit1003_dir", cfg.mit1003_dir, D.load_mit1003),
-                                  ("cat2000_dir", cfg.cat2000_dir, D.load_cat2000)):
-        if root is None:
-            continue
-        try:
-            load(root, 16, skip_bad=cfg.skip_bad)
-        except DataError as e:
-            problems.append(f"knob {knob_name!r}: {str(e)[:300]}")
-    return problems
+    """Data directories a config names must exist and decode: checked before any Ray time."""
+    return data_problems(cfg.mit1003_dir, cfg.cat2000_dir, skip_bad=cfg.skip_bad)
 
 
 def prepare_data(cfg: SaliencyKnobs, session: Session) -> SaliencyData:
     """Load (generating the synthetic default once, on rank 0, if no directories are set)."""
-    mit_dir, cat_dir = cfg.mit1003_dir, cfg.cat2000_dir
+    mit_dir, cat_dir, content_dir = cfg.mit1003_dir, cfg.cat2000_dir, None
+    synthetic_data = mit_dir is None and cat_dir is None
     if mit_dir is None or cat_dir is None:
         root = synthetic_root(cfg)
         gen = dict(seed=cfg.data_seed, num_images=cfg.num_images, ood_images=cfg.ood_images,
@@ -113,11 +114,15 @@ def prepare_data(cfg: SaliencyKnobs, session: Session) -> SaliencyData:
         if dist.is_available() and dist.is_initialized():
             dist.barrier()
         synthetic.ensure_generated(root, **gen)  # no-op on a shared disk; atomic otherwise
-        mit_dir = mit_dir or os.path.join(root, "MIT1003")
-        cat_dir = cat_dir or os.path.join(root, "CAT2000")
+        mit_dir = mit_dir or os.path.join(root, synthetic.IN_DOMAIN.dirname)
+        cat_dir = cat_dir or os.path.join(root, synthetic.PRIOR_SHIFT.dirname)
+        if synthetic_data:
+            content_dir = os.path.join(root, synthetic.CONTENT_SHIFT.dirname)
     return load_data(mit_dir, cat_dir, cfg.image_size, split_seed=cfg.data_seed,
                      skip_bad=cfg.skip_bad, cb_bandwidth=cfg.cb_bandwidth,
-                     cb_uniform=cfg.cb_uniform)
+                     cb_uniform=cfg.cb_uniform, centerbias_input=cfg.centerbias_input,
+                     blur_bandwidth=cfg.blur_bandwidth, content_dir=content_dir,
+                     oracle=synthetic_data)
 
 
 def synthetic_root(cfg: SaliencyKnobs) -> str:
@@ -127,64 +132,82 @@ def synthetic_root(cfg: SaliencyKnobs) -> str:
     return os.path.join(cfg.data_root, os.path.basename(default)) if cfg.data_root else default
 
 
-def epoch_metrics(model: torch.nn.Module, data: SaliencyData, cfg: SaliencyKnobs,
-                  session: Session) -> dict[str, float]:
-    """val_* and ood_* (global means over all ranks' shards) and the bias entropy."""
+def epoch_metrics(model: torch.nn.Module, data: SaliencyData, probes: dict[str, torch.Tensor],
+                  cfg: SaliencyKnobs, session: Session) -> dict[str, float]:
+    """Every evaluation set's metrics (global means over the ranks' shards) and the bias
+    entropies; see the module doc."""
     device, rank, world = session.device, session.rank, session.world_size
+    sets: dict[str, EvalSet] = {"val": data.val, "ood": data.ood, "transfer": data.ood_transfer}
+    if data.content is not None:
+        sets["content"] = data.content
     model.eval()
-    shard = {"val": range(rank, data.val_images.shape[0], world),
-             "ood": range(rank, data.ood_images.shape[0], world)}
-    val = metric_partial_sums(model, data.val_images, data.val_counts, data.centerbias,
-                              data.centerbias, shard["val"], device, amp=cfg.amp)
-    ood = metric_partial_sums(model, data.ood_images, data.ood_counts, data.centerbias,
-                              data.ood_baseline, shard["ood"], device, amp=cfg.amp)
-    h = measure_bias_entropy(model, cfg.num_uniform_samples, cfg.uniform_intensities,
-                             cfg.image_size, device)
+    sums = {}
+    for name, es in sets.items():
+        part = metric_partial_sums(model, es.images, es.counts, es.model_input, es.baseline,
+                                   range(rank, es.images.shape[0], world), device, amp=cfg.amp)
+        sums.update({f"{name}/{k}": v for k, v in part.items()})
+    entropies = {kind: probe_entropies(model, p, device) for kind, p in probes.items()}
     model.train()
-    sums = {f"val_{k}": v for k, v in val.items()}
-    sums.update({f"ood_{k}": v for k, v in ood.items()})
     sums = kit.all_reduce_sums(sums, device)
-    metrics: dict[str, float] = {}
-    for prefix in ("val", "ood"):
-        metrics.update(finalize({k[len(prefix) + 1:]: v for k, v in sums.items()
-                                 if k.startswith(prefix + "_")}, prefix))
-    s = cfg.image_size
-    metrics.update(bias_entropy=h, bias_entropy_frac=bias_entropy_frac(h, s, s))
+    per_set = {name: finalize({k.split("/", 1)[1]: v for k, v in sums.items()
+                               if k.startswith(name + "/")}, name) for name in sets}
+    s, nan = cfg.image_size, float("nan")
+    metrics = {**per_set["val"], **per_set["ood"], "ood_ig_transfer": per_set["transfer"]["transfer_ig"],
+               "content_ig": per_set["content"]["content_ig"] if "content" in per_set else nan,
+               "val_ig_oracle": data.val.oracle_ig, "ood_ig_oracle": data.ood.oracle_ig,
+               "content_ig_oracle": data.content.oracle_ig if data.content else nan}
+    for kind, (h, _) in entropies.items():
+        metrics[f"bias_entropy_{kind}"] = h
+        metrics[f"bias_entropy_{kind}_frac"] = bias_entropy_frac(h, s, s)
+    metrics["probe_entropy_neutral"] = entropies["neutral"][1]
     return metrics
 
 
-# --------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------
+def neutral_probes(cfg: SaliencyKnobs, data: SaliencyData, n: int, stream: int) -> torch.Tensor:
+    """n position-neutral probes (uint8); `stream` keeps training and measurement sets apart."""
+    generated = cfg.mit1003_dir is None and cfg.cat2000_dir is None
+    return neutral_probe_pool(data.train_images, n, cfg.image_size,
+                              kit.mix_seed(cfg.data_seed, stream), generated=generated)
+
+
 def setup(cfg: SaliencyKnobs, session: Session) -> Trial:
-    device, rank, s = session.device, session.rank, cfg.image_size
+    device, world, s = session.device, session.world_size, cfg.image_size
     data = prepare_data(cfg, session)
     torch.manual_seed(cfg.seed)
     model = SaliencyModel(ModelConfig(backbone=cfg.backbone, width=cfg.width)).to(device)
     optimizer = configure_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    pool = None
+    if cfg.probes == "neutral" and cfg.lam != 0.0 and cfg.compute_every > 0:
+        pool = neutral_probes(cfg, data, 256, stream=1)  # training probes, drawn per step
     reg = RegularizerConfig(lam=cfg.lam, compute_every=cfg.compute_every,
-                            num_uniform_samples=cfg.num_uniform_samples,
-                            uniform_intensities=list(cfg.uniform_intensities), seed=cfg.seed)
-    centerbias = data.centerbias.to(device)
+                            num_uniform_samples=cfg.num_probes,
+                            uniform_intensities=list(cfg.uniform_intensities), seed=cfg.seed,
+                            probes=cfg.probes, neutral_pool=pool)
+    measure = {"uniform": fixed_probes(EVAL_PROBES, cfg.uniform_intensities, s, s),
+               "neutral": neutral_probes(cfg, data, EVAL_PROBES, stream=2).float().div_(255)}
+    train_input = data.train_input.to(device)
 
     def step(ddp_model: torch.nn.Module, batch: Any, step: int) -> StepResult:
         images, counts = batch
         images = images.to(device).float().div_(255)                         # (B, 3, S, S)
         counts = counts.to(device)                                            # (B, S, S)
-        cb = centerbias.expand(len(images), s, s)                             # (B, S, S)
+        cb = train_input.expand(len(images), s, s)                            # (B, S, S)
+        # DDP: the NLL is normalized by the global batch's fixation count (regularizer.py)
+        total = kit.all_reduce_sums({"n": float(counts.sum())}, device)["n"] if world > 1 else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            out = training_losses(ddp_model, images, cb, counts, step=step, reg=reg, rank=rank)
+            out = training_losses(ddp_model, images, cb, counts, step=step, reg=reg,
+                                  fixation_total=total, world_size=world)
         return StepResult(out["loss"], {"train_nll": (float(out["nll_sum"]), float(out["n_fix"]))},
                           out["probed"])
 
     return Trial(model, optimizer, TensorDataset(data.train_images, data.train_counts), step,
-                 evaluate=lambda m, sess: epoch_metrics(m, data, cfg, sess))
+                 evaluate=lambda m, sess: epoch_metrics(m, data, measure, cfg, sess))
 
 
 # Knob overrides for seconds-long CPU runs (sweeps' --smoke and this module's CLI). Sizes only:
 # the regularizer knobs stay whatever the space searches or fixes.
 SMOKE = {"epochs": 2, "num_images": 40, "ood_images": 12, "image_size": 32, "batch_size": 8,
-         "num_uniform_samples": 4, "width": 8}
+         "num_probes": 4, "width": 8}
 
 WORKLOAD = kit.make_workload(name="saliency", knobs=SaliencyKnobs, metrics=METRICS, setup=setup,
                              smoke=SMOKE, check=check, input_errors=(DataError,))

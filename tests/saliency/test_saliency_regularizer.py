@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from saliency.model import ModelConfig, SaliencyModel, configure_optimizers, load_backbone
-from saliency.regularizer import (RegularizerConfig, probe_generator, training_losses,
-                                  uniform_centerbias, uniform_probes)
+from saliency.regularizer import (RegularizerConfig, patch_shuffled, probe_generator,
+                                  training_losses, training_probes, uniform_centerbias,
+                                  uniform_probes)
 
 S = 16
 
@@ -44,16 +45,16 @@ def test_model_outputs_normalized_log_density_and_starts_at_center_bias():
 def test_probes_in_the_batch_do_not_change_data_predictions():
     model = _model()
     images, cb, _ = _batch()
-    probes = uniform_probes(5, [0.0, 1.0], S, S, probe_generator(0, 0, 0))
+    probes = uniform_probes(5, [0.0, 1.0], S, S, probe_generator(0, 0))
     together = model(torch.cat([images, probes]), torch.cat([cb, uniform_centerbias(5, S, S)]))
     assert torch.allclose(together[:4], model(images, cb), atol=1e-6)
 
 
 def test_probes_use_a_private_generator():
     state = torch.get_rng_state()
-    a = uniform_probes(16, [0.0, 0.5, 1.0], S, S, probe_generator(3, 1, 7))
-    b = uniform_probes(16, [0.0, 0.5, 1.0], S, S, probe_generator(3, 1, 7))
-    c = uniform_probes(16, [0.0, 0.5, 1.0], S, S, probe_generator(3, 0, 7))
+    a = uniform_probes(16, [0.0, 0.5, 1.0], S, S, probe_generator(3, 7))
+    b = uniform_probes(16, [0.0, 0.5, 1.0], S, S, probe_generator(3, 7))
+    c = uniform_probes(16, [0.0, 0.5, 1.0], S, S, probe_generator(3, 8))
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert set(a[:, 0, 0, 0].tolist()) <= {0.0, 0.5, 1.0} and _is_probe(a).all()
@@ -64,11 +65,12 @@ def test_regularizer_gradient_reaches_model_in_train_mode():
     modes = []
     model.register_forward_pre_hook(lambda m, args: modes.append(m.training))
     images, cb, counts = _batch()
-    reg = RegularizerConfig(lam=1.0, compute_every=1, num_uniform_samples=6)
+    reg = RegularizerConfig(lam=0.5, compute_every=2, num_uniform_samples=6)
     out = training_losses(model, images, cb, counts, step=0, reg=reg)
     assert out["probed"] and out["entropy"] is not None
     assert 0 < out["entropy"].item() <= math.log2(S * S) + 1e-4
-    assert torch.allclose(out["loss"], out["nll_loss"] - out["entropy"])
+    # lambda is per optimizer step: an application every 2nd step weighs 2 * lambda
+    assert torch.allclose(out["loss"], out["nll_loss"] - 1.0 * out["entropy"])
     out["entropy"].backward()  # the raw regularizer alone
     first_conv = model.backbone.stem[0][0].weight
     assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
@@ -118,6 +120,30 @@ def test_regularizer_config_validates():
         RegularizerConfig(uniform_intensities=[0.5, 2.0])
     with pytest.raises(ValueError, match="compute_every"):
         RegularizerConfig(compute_every=-1)
+    with pytest.raises(ValueError, match="neutral_pool"):
+        RegularizerConfig(lam=1.0, compute_every=1, probes="neutral")
+    RegularizerConfig(lam=0.0, compute_every=1, probes="neutral")  # off: no pool needed
+
+
+def test_neutral_probes_come_from_the_pool_and_are_the_same_on_every_rank():
+    pool = (torch.arange(10, dtype=torch.uint8) * 20).view(10, 1, 1, 1).expand(10, 3, S, S)
+    reg = RegularizerConfig(lam=1.0, compute_every=1, num_uniform_samples=4, probes="neutral",
+                            neutral_pool=pool.contiguous(), seed=3)
+    a, b = training_probes(reg, 5, S, S), training_probes(reg, 5, S, S)
+    assert torch.equal(a, b) and a.shape == (4, 3, S, S)  # no rank in the key: all ranks agree
+    assert set((a[:, 0, 0, 0] * 255).round().tolist()) <= {20.0 * i for i in range(10)}
+    assert not torch.equal(a, training_probes(reg, 6, S, S))
+
+
+def test_patch_shuffled_probes_keep_content_and_lose_position():
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    probes = patch_shuffled(images, 20, grid=4, seed=0)
+    assert probes.shape == (20, 3, 16, 16)
+    for p in probes:  # every probe is a permutation of one image's 4x4 patches
+        blocks = lambda x: sorted(x.reshape(3, 4, 4, 4, 4).permute(1, 3, 0, 2, 4)
+                                  .reshape(16, -1).tolist())
+        assert any(blocks(p) == blocks(im) for im in images)
+    assert not all(torch.equal(p, images[0]) for p in probes)
 
 
 def test_pluggable_backbone():

@@ -19,7 +19,7 @@ METRIC_SET = {"epoch", "diverged", PROBE_STEPS, *W.METRICS}
 def tiny(tmp_path_factory):
     """Small, fast knobs sharing one generated dataset."""
     return {"num_images": 100, "ood_images": 12, "image_size": 32, "batch_size": 8,
-            "width": 8, "lr": 3e-3, "num_uniform_samples": 4,
+            "width": 8, "lr": 3e-3, "num_probes": 4,
             "data_root": str(tmp_path_factory.mktemp("salroot"))}
 
 
@@ -33,8 +33,8 @@ def test_knobs_and_registry():
     allowed = {int, float, bool, str, list[float], typing.Optional[str]}
     assert set(types.values()) <= allowed
     defaults = wl.defaults
-    assert defaults.lam == 0.0 and defaults.compute_every == 50
-    assert defaults.num_uniform_samples == 16 and defaults.uniform_intensities == [0.0, 0.5, 1.0]
+    assert defaults.lam == 0.0 and defaults.compute_every == 5 and defaults.probes == "neutral"
+    assert defaults.num_probes == 16 and defaults.uniform_intensities == [0.0, 0.5, 1.0]
     cfg = wl.resolve({"lambda": "0.25", "compute_every": 10.0, "skip_bad": "true"})
     assert cfg.lam == 0.25 and cfg.compute_every == 10 and cfg.skip_bad is True
     assert wl.public_values(cfg)["lambda"] == 0.25 and "lam" not in wl.public_values(cfg)
@@ -77,7 +77,10 @@ def test_short_training_raises_val_ig_and_reports_every_metric(tiny):
     for h in session.history:
         assert set(h) == METRIC_SET and h["diverged"] == 0.0
         assert all(torch.isfinite(torch.tensor(v)) for v in h.values())
-        assert 0.0 < h["bias_entropy_frac"] <= 1.0 + 1e-6
+        for kind in ("uniform", "neutral"):
+            assert 0.0 < h[f"bias_entropy_{kind}_frac"] <= 1.0 + 1e-6
+        assert h["probe_entropy_neutral"] <= h["bias_entropy_neutral"] + 1e-4  # mixing adds entropy
+        assert h["val_ig"] < h["val_ig_oracle"] and h["ood_ig"] < h["ood_ig_oracle"]
         assert 0.5 <= h["val_auc"] <= 1.0 and 0.5 <= h["ood_auc"] <= 1.0
     assert session.history[-1]["val_ig"] > 0.2  # bits/fixation above the center bias
     assert session.history[-1]["train_nll"] < session.history[0]["train_nll"]
@@ -142,3 +145,17 @@ def test_cli_smoke(tiny, capsys):
     assert W.main(["--smoke", "--set", f"data_root={tiny['data_root']}"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch=")]
     assert len(lines) == 2 and all("val_ig=" in ln for ln in lines)
+
+
+def test_lambda_zero_is_bit_for_bit_the_unregularized_run(tiny):
+    runs = []
+    for knobs in ({"lambda": 0.0, "compute_every": 2}, {"lambda": 0.7, "compute_every": 0},
+                  {"lambda": 0.0, "compute_every": 0, "probes": "uniform"}):
+        session = LocalSession()
+        W.train({**tiny, "epochs": 1, "steps_per_epoch": 4, **knobs}, session)
+        runs.append(session.history)
+    assert runs[0] == runs[1] == runs[2] and runs[0][0]["probe_steps"] == 0.0
+    session = LocalSession()
+    W.train({**tiny, "epochs": 1, "steps_per_epoch": 4, "lambda": 0.7, "compute_every": 2},
+            session)
+    assert session.history[0]["probe_steps"] == 2.0 and session.history != runs[0]
