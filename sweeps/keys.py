@@ -7,3 +7,5 @@ from workloads.contract import DIVERGED, EPOCH  # noqa: F401
 
 # Present (True) in the Tune config of the space's baseline trial.
 BASELINE_TAG = "baseline"
+# In the Tune config of a confirmation run: the search trial it confirms, or "baseline".
+CONFIRM_OF = "confirm_of"

@@ -10,7 +10,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -86,8 +86,16 @@ def start_parent_run(uri: str, experiment_name: str, artifact_root: Optional[str
 
 
 def finish_parent_run(uri: str, parent_run_id: str, best: Optional[Mapping[str, Any]],
-                      best_metrics: Mapping[str, float], files: list[str], failed: bool) -> None:
+                      best_metrics: Mapping[str, float], files: list[str], failed: bool,
+                      plots: Sequence[str] = (), verdict: Any = None) -> None:
+    """Best knobs and metrics, the result files and plots as artifacts, the verdict as tags
+    (`verdict`, `verdict_trial`), and the run's final status."""
     client = MlflowClient(uri)
+    if verdict is not None:
+        client.set_tag(parent_run_id, "verdict", verdict.verdict)
+        client.set_tag(parent_run_id, "verdict_trial", verdict.trial_id or "")
+    for f in plots:
+        client.log_artifact(parent_run_id, f, "plots")
     if best:
         client.log_batch(parent_run_id, params=[Param(f"best.{k}", format_knob(v)[:6000])
                                                 for k, v in sorted(best.items())])

@@ -9,7 +9,8 @@ from typing import Any, Optional, TextIO
 from ray import tune
 
 from sweeps.report import trial_outcome
-from sweeps.keys import BASELINE_TAG, EPOCH
+from sweeps.keys import BASELINE_TAG, CONFIRM_OF, EPOCH
+from workloads.contract import SEED_KNOB
 from sweeps.space import Space
 from workloads.knobs import format_knob
 
@@ -37,6 +38,9 @@ class ProgressPrinter(tune.Callback):
         print(f"[{time.time() - self.started:6.0f}s] {text}", file=stream, flush=True)
 
     def describe(self, trial) -> str:
+        if trial.config.get(CONFIRM_OF) is not None:
+            return (f"confirm {trial.config[CONFIRM_OF]} with "
+                    f"{SEED_KNOB}={trial.config.get(SEED_KNOB)}")
         if trial.config.get(BASELINE_TAG):
             return "baseline " + " ".join(f"{k}={format_knob(v)}"
                                           for k, v in (self.space.baseline or {}).items())
@@ -63,7 +67,9 @@ class ProgressPrinter(tune.Callback):
         # Like the final table: a trial counts with its last reported value.
         o = self.space.primary
         value = self.last.get(trial.trial_id, {}).get(o.name, math.nan)
-        if outcome != "error" and isinstance(value, (int, float)) and math.isfinite(value):
+        confirming = trial.config.get(CONFIRM_OF) is not None  # not a search candidate
+        if (outcome != "error" and not confirming and isinstance(value, (int, float))
+                and math.isfinite(value)):
             if self.best is None or (value > self.best[0] if o.goal == "maximize"
                                      else value < self.best[0]):
                 self.best = (float(value), trial.trial_id)

@@ -1,13 +1,16 @@
 """The end of a sweep: a ranked table, results.csv and best_config.yaml."""
 from __future__ import annotations
 
+import json
 import math
 import os
-from typing import Any, Mapping, Optional
+import statistics
+from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
 import yaml
 
+from sweeps.decision import Verdict, format_verdict_table, within_noise
 from sweeps.keys import BASELINE_TAG, DIVERGED, EPOCH
 from sweeps.space import Space
 from workloads.knobs import format_knob
@@ -52,10 +55,36 @@ def _pareto_rank(scores: list[tuple[float, ...]]) -> list[int]:
     return ranks
 
 
-def results_table(space: Space, trials: list[dict]) -> pd.DataFrame:
-    """One row per trial, best first. `trials`: dicts with trial_id, config, metrics, error."""
+def decision_metrics(space: Space) -> list[str]:
+    """The objectives, then every metric a decision criterion names."""
+    names = [o.name for o in space.objectives]
+    if space.decision is not None:
+        names += [c.metric for c in space.decision.criteria if c.metric not in names]
+    return names
+
+
+def seed_spread(confirm_runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]
+                ) -> dict[str, float]:
+    """Seed-to-seed sd of each metric among the baseline's confirmation runs (NaN if < 2)."""
+    spread = {}
+    for m in metrics:
+        values = [float(r["metrics"][m]) for r in confirm_runs
+                  if r["config"].get(BASELINE_TAG) and not r.get("error")
+                  and isinstance(r["metrics"].get(m), (int, float))
+                  and math.isfinite(float(r["metrics"][m]))]
+        spread[m] = statistics.stdev(values) if len(values) > 1 else math.nan
+    return spread
+
+
+def results_table(space: Space, trials: list[dict],
+                  confirm_runs: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """One row per search trial, best first (`trials`: dicts with trial_id, config, metrics,
+    error), with every decision metric and its difference from the search's baseline trial
+    (`Δ metric`, oriented: positive = better). With confirmation runs, a difference smaller
+    than the baseline's seed-to-seed sd is marked in `within_noise` (single-seed trials)."""
     epochs = space.epochs()
     searched = [p.name for p in space.parameters]
+    shown_metrics = decision_metrics(space)
     rows = []
     for t in trials:
         metrics, config = t.get("metrics") or {}, t.get("config") or {}
@@ -65,32 +94,61 @@ def results_table(space: Space, trials: list[dict]) -> pd.DataFrame:
         values = _baseline_values(space) if row["baseline"] else config
         for name in searched:
             row[name] = _cell(values.get(name))
-        for o in space.objectives:
-            row[o.name] = metrics.get(o.name, math.nan)
+        for name in shown_metrics:
+            row[name] = _number(metrics.get(name))
         row["epochs"] = int(metrics.get(EPOCH, 0))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    goals = dict(space.get_workload().metrics)
+    base = df[df["baseline"]]
+    spread = seed_spread(confirm_runs, shown_metrics)
+    noisy = [[] for _ in range(len(df))]
+    for name in shown_metrics:
+        ref = float(base[name].iloc[0]) if not base.empty else math.nan
+        sign = 1.0 if goals.get(name, "maximize") == "maximize" else -1.0
+        df[f"Δ {name}"] = [sign * (v - ref) + 0.0 for v in df[name]]  # + 0.0: no "-0"
+        for i, d in enumerate(df[f"Δ {name}"]):
+            if not df["baseline"].iloc[i] and within_noise(d, spread[name]):
+                noisy[i].append(name)
+    if confirm_runs:
+        df["within_noise"] = [",".join(n) for n in noisy]
     scores = [tuple(_score(r[o.name], o.goal) for o in space.objectives) for r in rows]
     df["pareto_front"] = _pareto_rank(scores) if space.multi_objective else 0
     df["_primary"] = [s[0] for s in scores]
-    df = df.sort_values(["pareto_front", "_primary"], ascending=[True, False], kind="stable")
-    df = df.drop(columns=["_primary"] + ([] if space.multi_objective else ["pareto_front"]))
+    # Trials that ran every epoch first: a pruned trial's value is from an earlier epoch and
+    # not comparable (a model can score higher mid-training than at the end).
+    df["_stage"] = [OUTCOMES.index(o) for o in df["outcome"]]
+    df = df.sort_values(["_stage", "pareto_front", "_primary"], ascending=[True, True, False],
+                        kind="stable")
+    df = df.drop(columns=["_primary", "_stage"] + ([] if space.multi_objective
+                                                   else ["pareto_front"]))
     df.insert(0, "rank", range(1, len(df) + 1))
     return df.reset_index(drop=True)
 
 
 def best_trial(df: pd.DataFrame, space: Space) -> Optional[pd.Series]:
-    usable = df[[math.isfinite(_score(v, space.primary.goal)) for v in df[space.primary.name]]] \
-        if not df.empty else df
+    """The best trial that ran every epoch (None if none did)."""
+    if df.empty:
+        return None
+    usable = df[[o == "finished" and math.isfinite(_score(v, space.primary.goal))
+                 for o, v in zip(df["outcome"], df[space.primary.name])]]
     return None if usable.empty else usable.iloc[0]
 
 
 def write_outputs(run_dir: str, space: Space, df: pd.DataFrame,
-                  best_knobs: Optional[Mapping[str, Any]]) -> list[str]:
-    """results.csv and best_config.yaml, written atomically (tmp + rename); returns the paths."""
+                  best_knobs: Optional[Mapping[str, Any]],
+                  verdict: Optional[Verdict] = None) -> list[str]:
+    """results.csv, best_config.yaml and verdict.json, written atomically (tmp + rename);
+    returns the paths."""
     paths = []
+    if verdict is not None:
+        path = os.path.join(run_dir, "verdict.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(verdict.to_dict(), f, indent=2)
+        os.replace(path + ".tmp", path)
+        paths.append(path)
     csv_path = os.path.join(run_dir, "results.csv")
     df.to_csv(csv_path + ".tmp", index=False)
     os.replace(csv_path + ".tmp", csv_path)
@@ -132,3 +190,56 @@ def format_table(df: pd.DataFrame, max_rows: int = 20) -> str:
     with pd.option_context("display.max_columns", 50, "display.width", 160,
                            "display.float_format", "{:.4g}".format):
         return df.head(max_rows).to_string(index=False)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _markdown(df: pd.DataFrame, max_rows: int = 50) -> str:
+    """A markdown table (no extra dependency): numbers to 4 significant digits."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "—" if not math.isfinite(v) else f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in df.head(max_rows).itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
+                 verdict: Optional[Verdict], plots: Sequence[str],
+                 confirm_runs: Sequence[Mapping[str, Any]] = ()) -> str:
+    """report.md: the verdict, the search table with baseline deltas, the plots, the method."""
+    metrics = decision_metrics(space)
+    lines = [f"# Sweep `{name}` — workload `{space.workload}`", "",
+             f"Search: {space.method} over {', '.join(p.name for p in space.parameters)}; "
+             f"objective {space.primary.name} ({space.primary.goal}); {len(df)} trials of one "
+             f"seed each, the baseline first.", ""]
+    if verdict is not None:
+        lines += ["## Verdict (confirmation runs, paired by seed)", "",
+                  format_verdict_table(verdict), ""]
+    elif space.confirm is None:
+        lines += ["## Verdict", "", "No confirmation stage (`confirm:` in the space file): the "
+                  "ranking below is of single-seed runs, and the best of many noisy trials "
+                  "overstates its advantage (winner's curse).", ""]
+    spread = seed_spread(confirm_runs, metrics)
+    lines += ["## Search trials", "",
+              "Δ = difference from the search's baseline trial, oriented so that positive = "
+              "better." + (" Seed-to-seed sd of the baseline's confirmation runs: " + ", ".join(
+                  f"{m} {spread[m]:.3g}" for m in metrics if math.isfinite(spread[m]))
+                  + "; a |Δ| below it is listed in `within_noise`." if confirm_runs else ""),
+              "", _markdown(df), ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})"
+                                     for p in plots] + [""]
+    path = os.path.join(run_dir, "report.md")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines))
+    os.replace(path + ".tmp", path)
+    return path

@@ -58,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-worker", type=bounded(RULES["cpus_per_worker"]),
                    help="CPUs per worker")
     p.add_argument("--seed", type=bounded(RULES["seed"]), help="seed of the Optuna sampler")
+    p.add_argument("--finalists", type=bounded(RULES["finalists"]),
+                   help="confirmation: how many of the best search trials to re-run")
+    p.add_argument("--confirm-seeds", type=bounded(RULES["seeds"]),
+                   help="confirmation: fresh seeds per finalist and for the baseline")
     p.add_argument("--address", help="existing Ray cluster (host:port or 'auto'); "
                                      "default: start a local one")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep dir)")
@@ -97,7 +101,9 @@ def build(args: argparse.Namespace) -> Sweep:
                            workers_per_trial=args.workers_per_trial,
                            gpus_per_worker=args.gpus_per_worker,
                            cpus_per_worker=args.cpus_per_worker, seed=args.seed,
-                           smoke=args.smoke, name=args.name, output=args.output, **common)
+                           smoke=args.smoke, finalists=args.finalists,
+                           confirm_seeds=args.confirm_seeds, name=args.name, output=args.output,
+                           **common)
 
 
 def main(argv: list[str] | None = None) -> int:

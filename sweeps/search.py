@@ -129,11 +129,13 @@ def make_searcher(space: Space, storage: Optional[str] = None,
 
 
 def make_scheduler(space: Space) -> TrialScheduler:
-    if space.early_stop is None:
+    max_t = space.early_stop.max_iter or space.epochs() if space.early_stop else 0
+    if space.early_stop is None or space.early_stop.min_iter >= max_t:
+        # no rung before the last epoch (e.g. --smoke's 2 epochs): nothing to stop early
         return FIFOScheduler()
     # `epoch` (reported by every workload) rather than Tune's training_iteration: a trial that
     # resumes from a checkpoint restarts its iteration count but not its epoch.
     return ASHAScheduler(
         time_attr=EPOCH, metric=space.primary.name, mode=space.primary.mode,
-        max_t=space.early_stop.max_iter or space.epochs(),
+        max_t=max_t,
         grace_period=space.early_stop.min_iter, reduction_factor=space.early_stop.eta)

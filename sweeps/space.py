@@ -21,9 +21,10 @@ from typing import Any, Mapping
 import optuna.distributions as od
 import yaml
 
+from sweeps.decision import Criterion
 from sweeps.errors import SpaceError, clip
-from sweeps.keys import BASELINE_TAG
-from workloads.contract import EPOCH, EPOCHS_KNOB, ConfigError, Workload
+from sweeps.keys import BASELINE_TAG, CONFIRM_OF
+from workloads.contract import EPOCH, EPOCHS_KNOB, SEED_KNOB, ConfigError, Workload
 from workloads.knobs import BATCH_KNOB, Domain, coerce_knob, format_knob, shown
 from workloads.registry import get_workload, is_known, workload_names
 
@@ -31,7 +32,10 @@ SPACES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
                           "search_spaces")
 
 TOP_KEYS = ("workload", "method", "metric", "parameters", "fixed", "baseline", "early_terminate",
-            "budget", "resources", "seed", "name", "description")
+            "budget", "resources", "seed", "confirm", "decision", "name", "description")
+CONFIRM_KEYS = ("finalists", "seeds")
+DECISION_KEYS = ("confidence", "criteria")
+CRITERION_KEYS = ("metric", "better_by", "not_worse_than", "relative")
 METHODS = ("tpe", "random", "grid")
 GOALS = ("minimize", "maximize")
 PARAM_KEYS = ("values", "value", "distribution", "min", "max", "q", "when")
@@ -69,15 +73,18 @@ class Bound:
     hi: float
     integer: bool = False
     lo_open: bool = False
+    hi_open: bool = False
 
     def accepts(self, v: Any) -> bool:
         if not (_is_int(v) if self.integer else _is_number(v)):
             return False
-        return (v > self.lo if self.lo_open else v >= self.lo) and v <= self.hi
+        return ((v > self.lo if self.lo_open else v >= self.lo)
+                and (v < self.hi if self.hi_open else v <= self.hi))
 
     def describe(self) -> str:
         kind = "an integer" if self.integer else "a number"
-        return f"{kind} in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}]"
+        return (f"{kind} in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
+                f"{')' if self.hi_open else ']'}")
 
 
 RULES = {
@@ -91,6 +98,9 @@ RULES = {
     "min_iter": Bound(1, MAX_EPOCH_COUNT, integer=True),
     "max_iter": Bound(1, MAX_EPOCH_COUNT, integer=True),
     "eta": Bound(2, MAX_ETA, integer=True),
+    "finalists": Bound(1, 20, integer=True),
+    "seeds": Bound(2, 100, integer=True),
+    "confidence": Bound(0.5, 1, lo_open=True, hi_open=True),
 }
 
 
@@ -122,6 +132,8 @@ class EarlyStop:
     requested: str = "asha"      # the name the space used; ASHA runs either way
 
     def describe(self, epochs: int) -> str:
+        if self.min_iter >= (self.max_iter or epochs):
+            return f"none (min_iter {self.min_iter} leaves no rung before epoch {epochs})"
         name = "ASHA" if self.requested == "asha" else f"{self.requested} (W&B's name) runs as ASHA"
         return (f"{name} on {EPOCH}, grace {self.min_iter}, eta {self.eta}, "
                 f"max {self.max_iter or epochs}")
@@ -142,6 +154,20 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """Re-run the best `finalists` search trials and the baseline on `seeds` fresh seeds."""
+    finalists: int = 2
+    seeds: int = 3
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the confirm runs must show for a GO (sweeps/decision.py)."""
+    confidence: float
+    criteria: tuple[Criterion, ...]
+
+
+@dataclass(frozen=True)
 class Space:
     path: str
     workload: str
@@ -155,6 +181,8 @@ class Space:
     resources: Resources
     seed: int
     text: str  # the file as written, logged to the parent MLflow run
+    confirm: Confirm | None = None
+    decision: Decision | None = None
 
     @property
     def stem(self) -> str:
@@ -178,7 +206,8 @@ class Space:
 
     def trial_knobs(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Every knob of a trial from Tune's config (searched values, maybe the baseline tag)."""
-        return self.trial_config({k: v for k, v in config.items() if k != BASELINE_TAG})
+        return self.trial_config({k: v for k, v in config.items()
+                                  if k not in (BASELINE_TAG, CONFIRM_OF)})
 
     def epochs(self) -> int:
         """Epochs a finished trial has run: the workload's epochs knob (the contract names it)."""
@@ -196,7 +225,8 @@ class Space:
     def override(self, *, trials: int | None = None, max_concurrent: int | None = None,
                  workers_per_trial: int | None = None, gpus_per_worker: float | None = None,
                  cpus_per_worker: float | None = None, seed: int | None = None,
-                 fixed: Mapping[str, Any] | None = None) -> "Space":
+                 fixed: Mapping[str, Any] | None = None, finalists: int | None = None,
+                 confirm_seeds: int | None = None) -> "Space":
         """A copy with command-line overrides applied; SpaceError (flag names) if invalid."""
         problems = []
         for flag, value, rule in (("--trials", trials, RULES["trials"]),
@@ -205,9 +235,13 @@ class Space:
                                    RULES["workers_per_trial"]),
                                   ("--gpus-per-worker", gpus_per_worker, RULES["gpus_per_worker"]),
                                   ("--cpus-per-worker", cpus_per_worker, RULES["cpus_per_worker"]),
-                                  ("--seed", seed, RULES["seed"])):
+                                  ("--seed", seed, RULES["seed"]),
+                                  ("--finalists", finalists, RULES["finalists"]),
+                                  ("--confirm-seeds", confirm_seeds, RULES["seeds"])):
             if value is not None and not rule.accepts(value):
                 problems.append(f"{flag}: must be {rule.describe()} (got {shown(value)})")
+        if (finalists or confirm_seeds) and self.confirm is None:
+            problems.append("--finalists/--confirm-seeds: the space has no `confirm:` stage")
         new_fixed = dict(self.fixed)
         smoke_keys = set()
         for key, value in (fixed or {}).items():
@@ -242,8 +276,11 @@ class Space:
             gpus_per_worker=(self.resources.gpus_per_worker if gpus_per_worker is None
                              else gpus_per_worker),
             cpus_per_worker=cpus_per_worker or self.resources.cpus_per_worker)
+        confirm = self.confirm and dataclasses.replace(
+            self.confirm, finalists=finalists or self.confirm.finalists,
+            seeds=confirm_seeds or self.confirm.seeds)
         return dataclasses.replace(self, budget=budget, resources=resources, fixed=new_fixed,
-                                   seed=self.seed if seed is None else seed)
+                                   seed=self.seed if seed is None else seed, confirm=confirm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,6 +529,7 @@ class _Parser:
                                                resources.workers_per_trial,
                                                "resources.workers_per_trial"):
                 self.bad(key, problem)
+        confirm, decision = self.confirmation(raw, workload, objectives, parameters, baseline)
         if workload is not None and not self.problems:
             self.whole_configs(workload, fixed, baseline)
         if self.problems:
@@ -499,7 +537,68 @@ class _Parser:
         return Space(path=os.path.abspath(path), workload=raw["workload"], method=method,
                      objectives=tuple(objectives), parameters=tuple(parameters), fixed=fixed,
                      baseline=baseline, early_stop=early, budget=budget, resources=resources,
-                     seed=seed, text=text)
+                     seed=seed, text=text, confirm=confirm, decision=decision)
+
+    def confirmation(self, raw: Mapping, workload: Workload | None,
+                     objectives: list[Objective], parameters: list[Parameter],
+                     baseline: Mapping | None) -> tuple[Confirm | None, Decision | None]:
+        """`confirm` and `decision`. Without `decision.criteria` the confirm runs test the
+        objective for superiority (better_by: 0)."""
+        if raw.get("confirm") is None:
+            if raw.get("decision") is not None:
+                self.bad("decision", "needs `confirm: {finalists: k, seeds: n}`: the decision "
+                                     "is made on the confirmation runs")
+            return None, None
+        spec = self.mapping(raw["confirm"], "confirm", CONFIRM_KEYS)
+        d = Confirm()
+        confirm = Confirm(self.setting(spec, "finalists", "confirm.finalists", d.finalists),
+                          self.setting(spec, "seeds", "confirm.seeds", d.seeds))
+        if not baseline:
+            self.bad("confirm", "needs a `baseline`: finalists are confirmed against it")
+        if SEED_KNOB in {p.name for p in parameters}:
+            self.bad(f"parameters.{SEED_KNOB}", "cannot be searched with `confirm`: the "
+                                                "confirmation runs set the seed")
+        dspec = self.mapping(raw.get("decision"), "decision", DECISION_KEYS)
+        confidence = self.setting(dspec, "confidence", "decision.confidence", 0.95)
+        goals = dict(workload.metrics) if workload is not None else {}
+        items = dspec.get("criteria")
+        if items is None and objectives:
+            items = [{"metric": objectives[0].name, "better_by": 0.0}]
+        if not isinstance(items, list) or not items:
+            self.bad("decision.criteria", f"must be a non-empty list of {{metric, better_by | "
+                                          f"not_worse_than, relative}} (got {shown(items)})")
+            return confirm, None
+        criteria = []
+        for i, item in enumerate(items):
+            c = self.criterion(item, f"decision.criteria[{i}]", goals, workload is not None)
+            if c is not None:
+                criteria.append(c)
+        return confirm, Decision(confidence, tuple(criteria))
+
+    def criterion(self, item: Any, key: str, goals: Mapping[str, str],
+                  known: bool) -> Criterion | None:
+        spec = self.mapping(item, key, CRITERION_KEYS)
+        metric = spec.get("metric")
+        if not isinstance(metric, str) or (known and metric not in goals):
+            self.bad(f"{key}.metric", f"not a metric the workload reports (got {shown(metric)}; "
+                                      f"allowed: {', '.join(goals) or 'a metric name'})")
+            return None
+        margins = [k for k in ("better_by", "not_worse_than") if k in spec]
+        if len(margins) != 1:
+            self.bad(key, "give exactly one of better_by (superiority) or not_worse_than "
+                          f"(non-inferiority) (got {', '.join(margins) or 'neither'})")
+            return None
+        margin = spec[margins[0]]
+        if not _is_number(margin) or margin < 0:
+            self.bad(f"{key}.{margins[0]}", f"must be a number >= 0 (got {shown(margin)})")
+            return None
+        relative = spec.get("relative", False)
+        if not isinstance(relative, bool):
+            self.bad(f"{key}.relative", f"must be true or false (got {shown(relative)})")
+            return None
+        return Criterion(metric=metric, margin=float(margin), relative=relative,
+                         kind="superiority" if margins[0] == "better_by" else "non_inferiority",
+                         goal=goals.get(metric, "maximize"))
 
     def workload(self, raw: Mapping) -> Workload | None:
         name = raw.get("workload")

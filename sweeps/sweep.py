@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 
 from sweeps.capacity import Demand
+from sweeps.decision import Verdict
 from sweeps.errors import BadInput, SpaceError, clip
 from sweeps.space import Space, load_space
 from workloads.knobs import shown
@@ -40,6 +42,8 @@ class SweepResult:
     experiment_id: str
     tracking_uri: str
     run_dir: str
+    verdict: Optional[Verdict] = None  # the confirmation's decision (None without `confirm`)
+    report_path: Optional[str] = None  # report.md in the run directory
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Overrides:
     cpus_per_worker: Optional[float] = None
     seed: Optional[int] = None
     smoke: bool = False
+    finalists: Optional[int] = None
+    confirm_seeds: Optional[int] = None
 
     def apply(self, space: Space) -> Space:
         fixed = dict(space.get_workload().smoke) if self.smoke else None
@@ -85,9 +91,11 @@ class Sweep:
     def from_yaml(cls, space_file: str, *, trials: Optional[int] = None,
                   max_concurrent: Optional[int] = None, workers_per_trial: Optional[int] = None,
                   gpus_per_worker: Optional[float] = None, cpus_per_worker: Optional[float] = None,
-                  seed: Optional[int] = None, smoke: bool = False, **kwargs: Any) -> "Sweep":
+                  seed: Optional[int] = None, smoke: bool = False,
+                  finalists: Optional[int] = None, confirm_seeds: Optional[int] = None,
+                  **kwargs: Any) -> "Sweep":
         overrides = Overrides(trials, max_concurrent, workers_per_trial, gpus_per_worker,
-                              cpus_per_worker, seed, smoke)
+                              cpus_per_worker, seed, smoke, finalists, confirm_seeds)
         return cls(load_space(space_file), overrides=overrides, **kwargs)
 
     @classmethod
@@ -127,6 +135,13 @@ class Sweep:
                  "early stop: " + ("none" if s.early_stop is None else
                                    s.early_stop.describe(s.epochs())),
                  "time limit: " + (f"{s.budget.time_limit_s:g} s" if s.budget.time_limit_s else "none")]
+        if s.confirm is not None:
+            runs = (s.confirm.finalists + 1) * s.confirm.seeds
+            lines.append(f"confirm: best {s.confirm.finalists} finished trial(s) + baseline x "
+                         f"{s.confirm.seeds} fresh seeds = up to {runs} runs, never pruned")
+            lines.append(f"decision at {s.decision.confidence:.0%}: " + "; ".join(
+                f"{c.metric} {'better by >' if c.kind == 'superiority' else 'worse by <'} "
+                f"{c.margin:g}{' (relative)' if c.relative else ''}" for c in s.decision.criteria))
         lines += Demand.of(s).plan_lines()
         lines.append(f"output: {self.run_dir}")
         lines.append(f"MLflow: {self.tracking_uri}")
@@ -243,7 +258,12 @@ class Sweep:
             self._say("\n".join(lines))
             tuner, exp_id, parent_id = self._open_tuner(state)
             self._say(ui_hint(self.tracking_uri, exp_id))
-            result = self._finish(tuner.fit(), exp_id, parent_id)
+            # once the confirmation has started, the search is over: read its results only
+            in_confirm = bool(state and state.get("confirm"))
+            search = collect_trials(tuner.get_results() if in_confirm else tuner.fit(),
+                                    self.space)
+            confirm_runs, finalists, seeds = self._confirm(search, state, exp_id, parent_id)
+            result = self._finish(search, confirm_runs, finalists, seeds, exp_id, parent_id)
         finally:
             if started:
                 ray.shutdown()
@@ -263,8 +283,6 @@ class Sweep:
         Tune afresh under the same parent run.
         """
         from sweeps.mlflow_store import start_parent_run
-        from sweeps.progress import ProgressPrinter
-        from sweeps.tracking import MlflowTrialTracker
         from sweeps.tuner import build_tuner, can_restore, restore_tuner
 
         if state is not None and can_restore(self.run_dir, self.storage):
@@ -283,37 +301,125 @@ class Sweep:
                               "overrides": dataclasses.asdict(self.overrides)})
         else:
             exp_id, parent_id = state["experiment_id"], state["parent_run_id"]
+        tuner = build_tuner(self.space, self.run_dir, callbacks=self._callbacks(exp_id, parent_id),
+                            storage=self.storage, optuna_storage=self.optuna_storage)
+        return tuner, exp_id, parent_id
+
+    def _confirm(self, search: list[dict], state: Optional[dict], exp_id: str,
+                 parent_id: str) -> tuple[list[dict], list[dict], list[int]]:
+        """The confirmation stage (when the space has `confirm`): finalists and fresh seeds are
+        chosen once and saved in sweep.json, so --resume continues the same runs."""
+        if self.space.confirm is None:
+            return [], [], []
+        from sweeps import confirm
+        from sweeps.report import results_table
+        from sweeps.tuner import CONFIRM_DIR_NAME, build_confirm_tuner, can_restore, restore_tuner
+
+        saved = (state or {}).get("confirm") or getattr(self, "_confirm_state", None)
+        if saved:
+            finalists, seeds = saved["finalists"], saved["seeds"]
+        else:
+            configs = {t["trial_id"]: t["config"] for t in search}
+            finalists = confirm.select_finalists(self.space, results_table(self.space, search),
+                                                 configs)
+            seeds = confirm.confirm_seeds(self.space)
+            self._confirm_state = {"finalists": finalists, "seeds": seeds}
+            self._save_state({**self._read_own_state(), "confirm": self._confirm_state})
+        if not finalists:
+            self._say("confirm: no search trial finished, nothing to confirm")
+            return [], [], seeds
+        runs = len(finalists) + 1
+        self._say(f"confirm: {len(finalists)} finalist(s) "
+                  f"{', '.join(f['trial_id'] for f in finalists)} and the baseline, "
+                  f"seeds {', '.join(map(str, seeds))}: {runs * len(seeds)} runs, never pruned")
+        if can_restore(self.run_dir, self.storage, stage=CONFIRM_DIR_NAME):
+            tuner = restore_tuner(self.space, self.run_dir, storage=self.storage,
+                                  stage=CONFIRM_DIR_NAME)
+        else:
+            tuner = build_confirm_tuner(
+                self.space, self.run_dir, confirm.confirm_configs(self.space, finalists, seeds),
+                callbacks=self._callbacks(exp_id, parent_id), storage=self.storage)
+        return collect_trials(tuner.fit(), self.space), finalists, seeds
+
+    def _read_own_state(self) -> dict:
+        return read_state(os.path.join(self.run_dir, STATE_FILE))
+
+    def _callbacks(self, exp_id: str, parent_id: str) -> list:
+        from sweeps.progress import ProgressPrinter
+        from sweeps.tracking import MlflowTrialTracker
         callbacks = [MlflowTrialTracker(self.tracking_uri, exp_id, parent_id, self.space)]
         if not self.quiet:
             callbacks.append(ProgressPrinter(self.space))
-        tuner = build_tuner(self.space, self.run_dir, callbacks=callbacks, storage=self.storage,
-                            optuna_storage=self.optuna_storage)
-        return tuner, exp_id, parent_id
+        return callbacks
 
-    def _finish(self, grid, exp_id: str, parent_id: str) -> SweepResult:
-        from sweeps.report import best_trial, format_table, results_table, write_outputs
+    def _finish(self, search: list[dict], confirm_runs: list[dict], finalists: list[dict],
+                seeds: list[int], exp_id: str, parent_id: str) -> SweepResult:
+        from sweeps import confirm
         from sweeps.mlflow_store import finish_parent_run
+        from sweeps.plots import write_plots
+        from sweeps.report import (best_trial, format_table, results_table, write_outputs,
+                                   write_report)
 
-        trials = [{"trial_id": r.metrics.get("trial_id", os.path.basename(r.path or "")),
-                   "config": r.config or {}, "metrics": r.metrics or {},
-                   "error": r.error is not None} for r in grid]
-        df = results_table(self.space, trials)
+        verdict = confirm.verdict(self.space, finalists, seeds, confirm_runs)
+        df = results_table(self.space, search, confirm_runs=confirm_runs)
         best = best_trial(df, self.space)
         best_knobs = None
         if best is not None:
-            config = next(t["config"] for t in trials if t["trial_id"] == best["trial_id"])
+            config = next(t["config"] for t in search if t["trial_id"] == best["trial_id"])
             best_knobs = self.space.trial_knobs(config)
-        files = write_outputs(self.run_dir, self.space, df, best_knobs)
+        files = write_outputs(self.run_dir, self.space, df, best_knobs, verdict)
+        plots = write_plots(self.space, search, confirm_runs, self.run_dir)
+        report = write_report(self.run_dir, self.name, self.space, df, verdict, plots,
+                              confirm_runs)
         best_metrics = {o.name: best[o.name] for o in self.space.objectives} if best is not None else {}
-        finish_parent_run(self.tracking_uri, parent_id, best_knobs, best_metrics, files,
-                          failed=best is None)
+        finish_parent_run(self.tracking_uri, parent_id, best_knobs, best_metrics,
+                          files + [report], failed=best is None, plots=plots, verdict=verdict)
         self._say(format_table(df))
-        self._say("wrote " + ", ".join(files))
-        return SweepResult(best_knobs, df, parent_id, exp_id, self.tracking_uri, self.run_dir)
+        if verdict is not None:
+            self._say(verdict_block(verdict))
+        self._say("wrote " + ", ".join([*files, report, *plots]))
+        return SweepResult(best_knobs, df, parent_id, exp_id, self.tracking_uri, self.run_dir,
+                           verdict, report)
 
     def _say(self, text: str) -> None:
         if not self.quiet:
             print(text, flush=True)
+
+
+def collect_trials(grid, space: Space) -> list[dict]:
+    """Tune's ResultGrid → [{trial_id, config, metrics (last report), error, history}], the
+    history holding every epoch's report of the workload's metrics."""
+    keep = ["epoch", *space.get_workload().metrics]
+    trials = []
+    for r in grid:
+        frame = r.metrics_dataframe
+        history = ([] if frame is None or frame.empty else
+                   frame[[c for c in keep if c in frame.columns]].to_dict("records"))
+        trials.append({"trial_id": r.metrics.get("trial_id", os.path.basename(r.path or "")),
+                       "config": r.config or {}, "metrics": r.metrics or {},
+                       "error": r.error is not None, "history": history})
+    return trials
+
+
+def verdict_block(verdict: Verdict) -> str:
+    """The few lines the CLI prints at the end: the verdict and, per finalist, why."""
+    lines = [f"VERDICT: {verdict.verdict}" + (f" (trial {verdict.trial_id})"
+                                               if verdict.trial_id else "") + f" — {verdict.method}"]
+    for f in verdict.finalists:
+        parts = [f"{r.metric} {_signed(r.mean, r.relative)} [{_signed(r.ci_low, r.relative)}, "
+                 f"{_signed(r.ci_high, r.relative)}] {dict(met='✓', failed='✗').get(r.status, '?')}"
+                 for r in f.criteria]
+        knobs = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in f.knobs.items())
+        more = f"; ~{f.seeds_needed} seeds would settle it" if f.seeds_needed else ""
+        lines.append(f"  {f.trial_id} ({knobs}): {f.verdict} — " + "; ".join(parts) + more)
+    return "\n".join(lines)
+
+
+def _signed(x: float, relative: bool) -> str:
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x * 100:+.1f}%" if relative else f"{x:+.3g}"
 
 
 def _describe(p) -> str:
@@ -347,7 +453,8 @@ def latest_run_dir(output: str, stem: str) -> Optional[str]:
 
 
 _OVERRIDE_TYPES = {"trials": int, "max_concurrent": int, "workers_per_trial": int,
-                   "gpus_per_worker": float, "cpus_per_worker": float, "seed": int, "smoke": bool}
+                   "gpus_per_worker": float, "cpus_per_worker": float, "seed": int, "smoke": bool,
+                   "finalists": int, "confirm_seeds": int}
 
 
 def read_state(path: str) -> dict:
@@ -382,6 +489,15 @@ def _state_problem(state: Any) -> Optional[str]:
             return f"{key}: must be a string (got {shown(state.get(key))})"
     if not isinstance(state.get("tracking_uri"), (str, type(None))):
         return f"tracking_uri: must be a string (got {shown(state.get('tracking_uri'))})"
+    confirm = state.get("confirm")
+    if confirm is not None:  # finalists and seeds of a started confirmation stage
+        if not (isinstance(confirm, dict) and isinstance(confirm.get("seeds"), list)
+                and all(isinstance(s, int) for s in confirm["seeds"])
+                and isinstance(confirm.get("finalists"), list)
+                and all(isinstance(f, dict) and isinstance(f.get("trial_id"), str)
+                        and isinstance(f.get("params"), dict) for f in confirm["finalists"])):
+            return f"confirm: must hold finalists [{{trial_id, params}}] and seeds [int] " \
+                   f"(got {shown(confirm)})"
     overrides = state.get("overrides")
     if not isinstance(overrides, dict):
         return f"overrides: must be an object (got {shown(overrides)})"

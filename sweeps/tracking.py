@@ -17,13 +17,14 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from sweeps.keys import BASELINE_TAG, DIVERGED
+from sweeps.keys import BASELINE_TAG, CONFIRM_OF, DIVERGED
 from sweeps.mlflow_store import PARENT_TAG, flat_params, now_ms
 from sweeps.report import trial_outcome
 from sweeps.space import Space
-from workloads.contract import EPOCH
+from workloads.contract import EPOCH, SEED_KNOB
 
 TRIAL_TAG = "trial_id"
+STAGE_TAG = "stage"  # search | confirm
 OUTCOME_TAG = "outcome"  # finished | pruned | diverged | error
 
 
@@ -73,10 +74,16 @@ class MlflowTrialTracker(tune.Callback):
         run_id = self._find_child(trial_id)
         if run_id is None:
             is_baseline = bool(trial.config.get(BASELINE_TAG))
-            run = self.client.create_run(
-                self.experiment_id, run_name=("baseline-" if is_baseline else "trial-") + trial_id,
-                tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial_id,
-                      "baseline": str(is_baseline).lower(), "workload": self.space.workload})
+            tags = {PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial_id,
+                    "baseline": str(is_baseline).lower(), "workload": self.space.workload,
+                    STAGE_TAG: "search"}
+            name = ("baseline-" if is_baseline else "trial-") + trial_id
+            confirms = trial.config.get(CONFIRM_OF)
+            if confirms is not None:  # a confirmation run: which trial, which seed
+                seed = trial.config.get(SEED_KNOB)
+                tags.update({STAGE_TAG: "confirm", CONFIRM_OF: str(confirms), "seed": str(seed)})
+                name = f"confirm-{confirms}-seed{seed}"
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             self.client.log_batch(run_id, params=flat_params(self.space.trial_knobs(trial.config)))
         self.child_runs[trial_id] = run_id

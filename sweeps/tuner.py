@@ -7,13 +7,16 @@ from typing import Optional, Sequence
 
 import ray
 from ray import tune
+from ray.tune.schedulers import FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from sweeps.driver import wrapped_driver
 from sweeps.search import make_scheduler, make_searcher
 from sweeps.space import Space
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TUNE_DIR_NAME = "tune"
+TUNE_DIR_NAME = "tune"            # the search stage
+CONFIRM_DIR_NAME = "tune_confirm"  # the confirmation stage
 
 
 def start_ray(address: Optional[str] = None, temp_dir: Optional[str] = None) -> bool:
@@ -78,15 +81,38 @@ def build_tuner(space: Space, run_dir: str, *, callbacks: Sequence[tune.Callback
     )
 
 
-def restore_tuner(space: Space, run_dir: str, *, storage: Optional[str] = None) -> tune.Tuner:
-    """Continue an interrupted sweep: finished trials are kept, the running one re-runs (and
-    resumes from its own last checkpoint), the Optuna study and our callbacks are restored."""
+def build_confirm_tuner(space: Space, run_dir: str, configs: Sequence[dict], *,
+                        callbacks: Sequence[tune.Callback] = (),
+                        storage: Optional[str] = None) -> tune.Tuner:
+    """The confirmation stage: exactly `configs` (sweeps/confirm.py), the same Train DDP driver,
+    never pruned (FIFO) and not cut by the search's time limit."""
     tune_storage, train_storage = storage_paths(run_dir, storage)
-    return tune.Tuner.restore(tune_storage + "/" + TUNE_DIR_NAME,
+    return tune.Tuner(
+        wrapped_driver(space, train_storage),
+        # every key of the configs must be in the param space; the points fill in the values
+        param_space={k: None for k in configs[0]},
+        tune_config=tune.TuneConfig(
+            # each point replaces one sample: num_samples = len(configs) runs exactly those
+            # the driver takes ~0 CPU, so only the generator's own limit holds trials back
+            search_alg=BasicVariantGenerator(points_to_evaluate=[dict(c) for c in configs],
+                                             max_concurrent=space.budget.max_concurrent),
+            scheduler=FIFOScheduler(), num_samples=len(configs),
+            max_concurrent_trials=space.budget.max_concurrent),
+        run_config=tune.RunConfig(name=CONFIRM_DIR_NAME, storage_path=tune_storage,
+                                  callbacks=list(callbacks), verbose=0),
+    )
+
+
+def restore_tuner(space: Space, run_dir: str, *, storage: Optional[str] = None,
+                  stage: str = TUNE_DIR_NAME) -> tune.Tuner:
+    """Continue an interrupted stage: finished trials are kept, the running one re-runs (and
+    resumes from its own last checkpoint), the searcher's state and our callbacks are restored."""
+    tune_storage, train_storage = storage_paths(run_dir, storage)
+    return tune.Tuner.restore(tune_storage + "/" + stage,
                               trainable=wrapped_driver(space, train_storage),
                               resume_unfinished=True, restart_errored=True)
 
 
-def can_restore(run_dir: str, storage: Optional[str] = None) -> bool:
+def can_restore(run_dir: str, storage: Optional[str] = None, stage: str = TUNE_DIR_NAME) -> bool:
     tune_storage, _ = storage_paths(run_dir, storage)
-    return tune.Tuner.can_restore(tune_storage + "/" + TUNE_DIR_NAME)
+    return tune.Tuner.can_restore(tune_storage + "/" + stage)

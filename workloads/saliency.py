@@ -25,11 +25,13 @@ fixation over the scored set's own center bias (Kümmerer et al.), global means 
   bias_entropy_uniform/_neutral   entropy (bits) of the mean density predicted for fixed gray /
                              position-neutral probes with a uniform center bias (eval mode);
                              *_frac = H / log2(S²); probe_entropy_neutral: the mean entropy of
-                             the single neutral probe maps
+                             the single neutral probe maps; bias_kl_neutral = log2(S²) − H:
+                             the positional bias left, in bits (0 = none)
 Definitions: saliency/metrics.py.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -92,7 +94,7 @@ METRICS: dict[str, Goal] = {"train_nll": "minimize", **{name: "maximize" for nam
     "val_ig", "val_ll", "val_nss", "val_auc", "ood_ig", "ood_ll", "ood_nss", "ood_auc",
     "ood_ig_transfer", "content_ig", "val_ig_oracle", "ood_ig_oracle", "content_ig_oracle",
     "bias_entropy_uniform", "bias_entropy_uniform_frac", "bias_entropy_neutral",
-    "bias_entropy_neutral_frac", "probe_entropy_neutral")}}
+    "bias_entropy_neutral_frac", "probe_entropy_neutral")}, "bias_kl_neutral": "minimize"}
 EVAL_PROBES = 32  # fixed probes per kind for the bias-entropy measurement
 
 
@@ -160,6 +162,8 @@ def epoch_metrics(model: torch.nn.Module, data: SaliencyData, probes: dict[str, 
         metrics[f"bias_entropy_{kind}"] = h
         metrics[f"bias_entropy_{kind}_frac"] = bias_entropy_frac(h, s, s)
     metrics["probe_entropy_neutral"] = entropies["neutral"][1]
+    # KL(bias map || uniform) = log2(S²) - H: how much positional bias is left, 0 = none
+    metrics["bias_kl_neutral"] = math.log2(s * s) - entropies["neutral"][0]
     return metrics
 
 

@@ -1,0 +1,104 @@
+"""The confirmation stage, Ray-free: which finalists, which fresh seeds, which Tune configs, and
+the verdict from the confirm runs' final metrics.
+
+Selecting the best of many noisy single-seed trials and reporting its score is the winner's
+curse. So after the search the `confirm.finalists` best finished trials and the baseline are
+re-run on the same `confirm.seeds` fresh seeds (the workload's seed knob: search seed + 1, + 2,
+...), as ordinary trials that are never pruned; seed i of a finalist is paired with seed i of
+the baseline. `sweeps/decision.py` turns the paired differences into GO / NO-GO / INCONCLUSIVE.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import pandas as pd
+
+from sweeps.decision import Verdict, decide
+from sweeps.keys import BASELINE_TAG, CONFIRM_OF
+from sweeps.space import Space
+from workloads.contract import DIVERGED, SEED_KNOB
+from workloads.knobs import format_knob
+
+BASELINE = "baseline"  # CONFIRM_OF of the baseline's confirm runs
+
+
+def select_finalists(space: Space, table: pd.DataFrame,
+                     configs: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+    """The best `confirm.finalists` search trials that finished (not the baseline, not pruned,
+    diverged or errored), best first: [{"trial_id", "params"}] with their Tune configs."""
+    done = table[(table["outcome"] == "finished") & (~table["baseline"])]
+    return [{"trial_id": tid, "params": dict(configs[tid])}
+            for tid in list(done["trial_id"])[:space.confirm.finalists]]
+
+
+def confirm_seeds(space: Space) -> list[int]:
+    """Fresh seeds: the search ran every trial with seed s0; confirmation uses s0+1 .. s0+n."""
+    s0 = int(space.trial_config({})[SEED_KNOB])
+    return [s0 + 1 + i for i in range(space.confirm.seeds)]
+
+
+def confirm_configs(space: Space, finalists: Sequence[Mapping[str, Any]],
+                    seeds: Sequence[int]) -> list[dict]:
+    """One Tune config per (baseline or finalist, seed), baseline first, in seed order."""
+    cases = [(BASELINE, {**(space.baseline or {}), BASELINE_TAG: True})]
+    cases += [(f["trial_id"], {**{k: v for k, v in f["params"].items() if k != BASELINE_TAG},
+                               BASELINE_TAG: False}) for f in finalists]
+    # Tune's BasicVariantGenerator needs every config to have the same keys: a knob one case
+    # does not set gets the value that case runs with anyway.
+    keys = {k for _, params in cases for k in params}
+    filled = []
+    for of, params in cases:
+        knobs = space.trial_knobs(params)
+        filled.append((of, {k: params[k] if k in params else _plain(knobs[k]) for k in keys}))
+    return [{**params, SEED_KNOB: seed, CONFIRM_OF: of} for of, params in filled
+            for seed in seeds]
+
+
+def _plain(value: Any) -> Any:
+    """Lists travel as "1,2,4" in Tune configs, like searched list choices."""
+    return format_knob(value) if isinstance(value, (list, tuple)) else value
+
+
+def per_seed_metrics(space: Space, runs: Sequence[Mapping[str, Any]], seeds: Sequence[int],
+                     metrics: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    """{confirm_of: {metric: [value per seed]}} from finished confirm runs (dicts with config,
+    metrics, error). A run that errored, diverged, stopped early or is missing counts as a
+    failed seed (NaN), never as a crash."""
+    epochs = space.epochs()
+    found: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for r in runs:
+        cfg, m = r.get("config") or {}, r.get("metrics") or {}
+        ok = (not r.get("error") and float(m.get(DIVERGED, 0.0)) < 1.0
+              and int(m.get("epoch", 0)) >= epochs)
+        found[(str(cfg.get(CONFIRM_OF)), int(cfg.get(SEED_KNOB, -1)))] = m if ok else {}
+    out: dict[str, dict[str, list[float]]] = {}
+    for of in {of for of, _ in found}:
+        out[of] = {name: [_finite_or_nan(found.get((of, s), {}).get(name)) for s in seeds]
+                   for name in metrics}
+    return out
+
+
+def verdict(space: Space, finalists: Sequence[Mapping[str, Any]], seeds: Sequence[int],
+            runs: Sequence[Mapping[str, Any]]) -> Optional[Verdict]:
+    """The decision over the confirm runs, or None when the space has no decision criteria."""
+    if space.decision is None or not finalists:
+        return None
+    names = sorted({c.metric for c in space.decision.criteria} | {space.primary.name})
+    values = per_seed_metrics(space, runs, seeds, names)
+    nan_seeds = {n: [math.nan] * len(seeds) for n in names}
+    knobs = {f["trial_id"]: {p.name: f["params"].get(p.name) for p in space.parameters
+                             if p.name in f["params"]} for f in finalists}
+    return decide(finalists={f["trial_id"]: values.get(f["trial_id"], nan_seeds)
+                             for f in finalists},
+                  baseline=values.get(BASELINE, nan_seeds), knobs=knobs,
+                  criteria=space.decision.criteria, confidence=space.decision.confidence,
+                  objective=space.primary.name, objective_goal=space.primary.goal)
+
+
+def _finite_or_nan(value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan

@@ -1,0 +1,268 @@
+"""The sweep's pictures (matplotlib, headless), written as PNGs into the sweep directory and
+logged to the MLflow parent run. Each plot says in its title what the marks are and which way
+is better; a plot that cannot be drawn (too few trials) is skipped and the reason returned.
+
+    dose_response_<knob>.png   each decision metric against a numeric searched knob: search
+                               trials as points, confirm runs as mean ± CI, the baseline as a band
+    tradeoff.png               the objective against the second decision metric, Pareto front
+                               of the search trials, baseline and finalists marked
+    optimization_history.png,  Optuna's own plots, on a study rebuilt from the search trials
+    param_importances.png
+    learning_curves.png        decision metrics per epoch: baseline and finalists (confirm
+                               runs: mean ± sd over seeds), else the best search trial
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any, Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import optuna.distributions as od  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from sweeps.keys import BASELINE_TAG, CONFIRM_OF  # noqa: E402
+from sweeps.report import decision_metrics, trial_outcome  # noqa: E402
+from sweeps.space import Space  # noqa: E402
+
+BASE_COLOR, SEARCH_COLOR = "0.35", "tab:blue"
+FINALIST_COLORS = ("tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+
+
+def _better(goal: str) -> str:
+    return "higher is better" if goal == "maximize" else "lower is better"
+
+
+def _mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width of the t interval) over the finite values."""
+    v = np.asarray([x for x in values if isinstance(x, (int, float)) and math.isfinite(x)])
+    if v.size == 0:
+        return math.nan, math.nan
+    if v.size == 1:
+        return float(v[0]), 0.0
+    return float(v.mean()), float(stats.t.ppf(0.5 + confidence / 2, v.size - 1)
+                                  * v.std(ddof=1) / math.sqrt(v.size))
+
+
+def _outcome(trial: Mapping[str, Any], space: Space) -> str:
+    return trial_outcome(trial["metrics"], space.epochs(), bool(trial.get("error")))
+
+
+def _save(fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _confirm_groups(confirm: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping]]:
+    groups: dict[str, list[Mapping]] = {}
+    for r in confirm:
+        groups.setdefault(str(r["config"].get(CONFIRM_OF)), []).append(r)
+    return groups
+
+
+def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping],
+                  out_dir: str) -> list[str]:
+    paths = []
+    goals = dict(space.get_workload().metrics)
+    groups = _confirm_groups(confirm)
+    metrics = decision_metrics(space)
+    for p in space.parameters:
+        log = _numeric_axis(p.distribution)
+        if log is None:
+            continue
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8),
+                                 squeeze=False)
+        for ax, metric in zip(axes[0], metrics):
+            pts = [(t["config"][p.name], t["metrics"].get(metric, math.nan), _outcome(t, space))
+                   for t in search if p.name in t["config"] and not t["config"].get(BASELINE_TAG)]
+            for outcome, marker in (("finished", "o"), ("pruned", "x")):
+                xy = [(x, y) for x, y, o in pts if o == outcome and math.isfinite(y)]
+                if xy:
+                    ax.scatter(*zip(*xy), marker=marker, color=SEARCH_COLOR, alpha=0.7,
+                               label=f"search trial ({outcome}, 1 seed)")
+            base = [r["metrics"].get(metric, math.nan) for r in groups.get("baseline", [])]
+            if not base:
+                base = [t["metrics"].get(metric, math.nan) for t in search
+                        if t["config"].get(BASELINE_TAG)]
+            m, h = _mean_ci(base)
+            if math.isfinite(m):
+                ax.axhspan(m - h, m + h, color=BASE_COLOR, alpha=0.25, lw=0)
+                ax.axhline(m, color=BASE_COLOR, lw=1.2,
+                           label=f"baseline ({len(base)} seed{'s' if len(base) > 1 else ''}"
+                                 f"{', 95% CI' if len(base) > 1 else ''})")
+            for (of, runs), color in zip(((k, v) for k, v in groups.items() if k != "baseline"),
+                                         FINALIST_COLORS):
+                x = runs[0]["config"].get(p.name)
+                m, h = _mean_ci([r["metrics"].get(metric, math.nan) for r in runs])
+                if x is not None and math.isfinite(m):
+                    ax.errorbar([x], [m], yerr=[h], fmt="s", color=color, capsize=4, ms=7,
+                                label=f"finalist {of} ({len(runs)} seeds, 95% CI)")
+            if log:
+                ax.set_xscale("log")
+            ax.set_xlabel(p.name + (" (log scale)" if log else ""))
+            ax.set_ylabel(metric)
+            ax.set_title(f"{metric} vs {p.name} ({_better(goals.get(metric, 'maximize'))})",
+                         fontsize=10)
+            ax.grid(alpha=0.3)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.02))
+        fig.subplots_adjust(bottom=0.25)
+        path = os.path.join(out_dir, f"dose_response_{p.name}.png")
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _numeric_axis(d: od.BaseDistribution) -> Optional[bool]:
+    """None if the knob is not numeric, else whether its axis is logarithmic (a log
+    distribution, or numeric choices spanning two decades or more)."""
+    if isinstance(d, (od.FloatDistribution, od.IntDistribution)):
+        return bool(d.log)
+    choices = getattr(d, "choices", ())
+    if choices and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+        positive = [c for c in choices if c > 0]
+        return len(positive) == len(choices) and max(positive) >= 100 * min(positive)
+    return None
+
+
+def _pareto(points: list[tuple[float, float]], goals: tuple[str, str]) -> list[tuple]:
+    sign = [1 if g == "maximize" else -1 for g in goals]
+    s = [(a * sign[0], b * sign[1]) for a, b in points]
+    front = [p for p, q in zip(points, s)
+             if not any(r[0] >= q[0] and r[1] >= q[1] and r != q for r in s)]
+    return sorted(front)
+
+
+def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping],
+             out_dir: str) -> Optional[str]:
+    metrics = decision_metrics(space)
+    if len(metrics) < 2:
+        return None
+    x_m, y_m = metrics[0], metrics[1]
+    goals = dict(space.get_workload().metrics)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    pts = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan)) for t in search
+           if not t["config"].get(BASELINE_TAG)]
+    pts = [p for p in pts if all(math.isfinite(v) for v in p)]
+    if pts:
+        ax.scatter(*zip(*pts), color=SEARCH_COLOR, alpha=0.6, label="search trial (1 seed)")
+        front = _pareto(pts, (goals.get(x_m, "maximize"), goals.get(y_m, "maximize")))
+        ax.plot(*zip(*front), color=SEARCH_COLOR, lw=1, ls="--", label="Pareto front (search)")
+    groups = _confirm_groups(confirm)
+    base_search = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
+                   for t in search if t["config"].get(BASELINE_TAG)]
+    for (of, runs), color in zip(groups.items(), (BASE_COLOR,) + FINALIST_COLORS):
+        (mx, hx), (my, hy) = (_mean_ci([r["metrics"].get(m, math.nan) for r in runs])
+                              for m in (x_m, y_m))
+        if math.isfinite(mx) and math.isfinite(my):
+            ax.errorbar([mx], [my], xerr=[hx], yerr=[hy], fmt="*" if of == "baseline" else "s",
+                        ms=12 if of == "baseline" else 8, color=color, capsize=4,
+                        label=f"{of} (confirm, {len(runs)} seeds, 95% CI)")
+    if not groups and base_search:
+        ax.scatter(*zip(*base_search), marker="*", s=160, color=BASE_COLOR, label="baseline")
+    ax.set_xlabel(f"{x_m} ({_better(goals.get(x_m, 'maximize'))})")
+    ax.set_ylabel(f"{y_m} ({_better(goals.get(y_m, 'maximize'))})")
+    ax.set_title(f"Trade-off: {x_m} (objective) vs {y_m}", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, os.path.join(out_dir, "tradeoff.png"))
+
+
+def rebuilt_study(space: Space, search: Sequence[Mapping]) -> optuna.Study:
+    """An in-memory Optuna study of the search trials (not the baseline), for Optuna's plots."""
+    o = space.primary
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=o.goal)
+    dists = {p.name: p.distribution for p in space.parameters}
+    for t in search:
+        value = t["metrics"].get(o.name, math.nan)
+        if t["config"].get(BASELINE_TAG) or not math.isfinite(value):
+            continue
+        params = {k: v for k, v in t["config"].items() if k in dists}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: dists[k] for k in params}, value=value))
+    return study
+
+
+def optuna_plots(space: Space, search: Sequence[Mapping], out_dir: str) -> list[str]:
+    from optuna.visualization import matplotlib as ovm
+    study = rebuilt_study(space, search)
+    paths = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna flags its matplotlib backend experimental
+        if len(study.trials) >= 1:
+            ax = ovm.plot_optimization_history(study)
+            ax.set_ylabel(f"{space.primary.name} ({_better(space.primary.goal)})")
+            ax.set_xlabel("search trial # (the order Tune lists them)")
+            ax.set_title(f"Optimization history ({len(study.trials)} search trials, "
+                         f"baseline excluded)", fontsize=11)
+            paths.append(_save(ax.figure, os.path.join(out_dir, "optimization_history.png")))
+        varying = [p for p in space.parameters if len({str(t.params.get(p.name))
+                                                       for t in study.trials}) > 1]
+        if len(study.trials) >= 3 and varying:
+            ax = ovm.plot_param_importances(study)
+            ax.set_title("", loc="left")  # Optuna's own title would overlap ours
+            ax.set_title(f"Parameter importances for {space.primary.name} (fANOVA over "
+                         f"{len(study.trials)} search trials)", fontsize=11)
+            paths.append(_save(ax.figure, os.path.join(out_dir, "param_importances.png")))
+    return paths
+
+
+def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping],
+                    out_dir: str) -> Optional[str]:
+    metrics = decision_metrics(space)
+    goals = dict(space.get_workload().metrics)
+    groups = _confirm_groups(confirm)
+    if not groups:  # no confirmation: the baseline and the best search trial, one seed each
+        finished = [t for t in search if _outcome(t, space) == "finished"
+                    and not t["config"].get(BASELINE_TAG)]
+        groups = {("baseline" if t["config"].get(BASELINE_TAG) else t["trial_id"]): [t]
+                  for t in finished[:1] + [t for t in search if t["config"].get(BASELINE_TAG)]}
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for (of, runs), color in zip(sorted(groups.items(), key=lambda kv: kv[0] != "baseline"),
+                                     (BASE_COLOR,) + FINALIST_COLORS):
+            curves = [{int(h["epoch"]): h.get(metric, math.nan) for h in r.get("history", [])
+                       if "epoch" in h} for r in runs]
+            epochs = sorted({e for c in curves for e in c})
+            if not epochs:
+                continue
+            vals = np.array([[c.get(e, math.nan) for e in epochs] for c in curves], float)
+            mean = np.nanmean(vals, axis=0)
+            ax.plot(epochs, mean, color=color, marker=".",
+                    label=f"{of} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+            if len(runs) > 1:
+                sd = np.nanstd(vals, axis=0, ddof=1)
+                ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} per epoch ({_better(goals.get(metric, 'maximize'))})",
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, title="mean ± sd over seeds", title_fontsize=8)
+    return _save(fig, os.path.join(out_dir, "learning_curves.png"))
+
+
+def write_plots(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping],
+                out_dir: str) -> list[str]:
+    """Every plot that can be drawn; returns the PNG paths."""
+    paths = dose_response(space, search, confirm, out_dir)
+    for maybe in (tradeoff(space, search, confirm, out_dir),
+                  learning_curves(space, search, confirm, out_dir)):
+        if maybe:
+            paths.append(maybe)
+    paths += optuna_plots(space, search, out_dir)
+    return paths

@@ -1,0 +1,166 @@
+"""The confirmation stage without Ray: space keys, finalists, fresh seeds, the configs Tune
+runs, failed seeds, the report and its plots."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from sweeps import confirm, run
+from sweeps.keys import BASELINE_TAG, CONFIRM_OF
+from sweeps.plots import write_plots
+from sweeps.report import results_table, write_report
+from sweeps.space import parse_space
+
+BASE = {"workload": "saliency", "metric": {"name": "val_ig", "goal": "maximize"},
+        "parameters": {"lambda": {"distribution": "log_uniform_values", "min": 0.01, "max": 3}},
+        "baseline": {"lambda": 0.0}, "fixed": {"epochs": 3},
+        "confirm": {"finalists": 2, "seeds": 3},
+        "decision": {"confidence": 0.9, "criteria": [
+            {"metric": "ood_ig", "better_by": 0.0},
+            {"metric": "val_ig", "not_worse_than": 0.02, "relative": True}]}}
+
+
+def space(**changes):
+    doc = {**BASE, **changes}
+    return parse_space({k: v for k, v in doc.items() if v is not None}, path="c.yaml")
+
+
+@pytest.mark.parametrize("changes, line", [
+    (dict(confirm={"finalists": 0, "seeds": 3}), "c.yaml: confirm.finalists: must be an integer in [1, 20] (got 0)"),
+    (dict(confirm={"finalists": 1, "seeds": 1}), "c.yaml: confirm.seeds: must be an integer in [2, 100] (got 1)"),
+    (dict(confirm={"finalists": 1, "seeds": 3, "runs": 2}), "c.yaml: confirm.runs: unknown key (allowed: finalists, seeds)"),
+    (dict(baseline=None), "c.yaml: confirm: needs a `baseline`: finalists are confirmed against it"),
+    (dict(confirm=None), "c.yaml: decision: needs `confirm: {finalists: k, seeds: n}`"),
+    (dict(decision={"confidence": 1.0}), "c.yaml: decision.confidence: must be a number in (0.5, 1)"),
+    (dict(decision={"criteria": [{"metric": "oodig", "better_by": 0}]}),
+     "c.yaml: decision.criteria[0].metric: not a metric the workload reports (got 'oodig'"),
+    (dict(decision={"criteria": [{"metric": "ood_ig"}]}),
+     "c.yaml: decision.criteria[0]: give exactly one of better_by (superiority) or not_worse_than"),
+    (dict(decision={"criteria": [{"metric": "ood_ig", "better_by": -1}]}),
+     "c.yaml: decision.criteria[0].better_by: must be a number >= 0 (got -1)"),
+    (dict(decision={"criteria": [{"metric": "ood_ig", "better_by": 0, "relative": "yes"}]}),
+     "c.yaml: decision.criteria[0].relative: must be true or false"),
+    (dict(decision={"criteria": []}), "c.yaml: decision.criteria: must be a non-empty list"),
+    (dict(parameters={"seed": {"values": [1, 2]}}),
+     "c.yaml: parameters.seed: cannot be searched with `confirm`"),
+])
+def test_each_confirm_rule_gives_its_line(changes, line):
+    with pytest.raises(run.SpaceError) as e:
+        space(**changes)
+    assert any(p.startswith(line) for p in e.value.problems), e.value.problems
+
+
+def test_parsed_decision_and_default_criterion():
+    s = space()
+    assert s.confirm.finalists == 2 and s.confirm.seeds == 3 and s.decision.confidence == 0.9
+    (sup, ni) = s.decision.criteria
+    assert (sup.kind, sup.metric, sup.margin, sup.goal) == ("superiority", "ood_ig", 0.0, "maximize")
+    assert (ni.kind, ni.relative, ni.threshold()) == ("non_inferiority", True, -0.02)
+    default = space(decision=None)  # without criteria: the objective, strictly better
+    assert [(c.metric, c.kind, c.margin) for c in default.decision.criteria] == [
+        ("val_ig", "superiority", 0.0)]
+
+
+def trial(tid, lam, val, ood, epochs=3, error=False, baseline=False):
+    cfg = {BASELINE_TAG: True, "lambda": 0.0} if baseline else {"lambda": lam}
+    return {"trial_id": tid, "config": cfg, "error": error,
+            "metrics": {"val_ig": val, "ood_ig": ood, "epoch": epochs, "diverged": 0.0},
+            "history": [{"epoch": e, "val_ig": val * e / epochs, "ood_ig": ood * e / epochs}
+                        for e in range(1, epochs + 1)]}
+
+
+def test_finalists_fresh_seeds_and_configs():
+    s = space()
+    search = [trial("b", 0, 1.0, 0.5, baseline=True), trial("p", 0.5, 1.5, 0.5, epochs=1),
+              trial("x", 0.3, 1.2, 0.7), trial("y", 0.1, 1.1, 0.6), trial("z", 0.05, 1.05, 0.55)]
+    table = results_table(s, search)
+    fin = confirm.select_finalists(s, table, {t["trial_id"]: t["config"] for t in search})
+    assert [f["trial_id"] for f in fin] == ["x", "y"]  # pruned p and the baseline are skipped
+    seeds = confirm.confirm_seeds(s)
+    assert seeds == [1, 2, 3]  # the search ran seed 0
+    configs = confirm.confirm_configs(s, fin, seeds)
+    assert len(configs) == 9 and configs[0] == {"lambda": 0.0, BASELINE_TAG: True, "seed": 1,
+                                                CONFIRM_OF: "baseline"}
+    assert {(c[CONFIRM_OF], c["seed"]) for c in configs} == {
+        (of, sd) for of in ("baseline", "x", "y") for sd in seeds}
+    # every knob of a confirm run: the finalist's values with the fresh seed
+    knobs = s.trial_knobs(configs[3])
+    assert knobs["lambda"] == 0.3 and knobs["seed"] == 1 and CONFIRM_OF not in knobs
+
+
+def test_a_failed_confirm_run_is_a_failed_seed_not_a_crash():
+    s = space(confirm={"finalists": 1, "seeds": 3})
+    fin = [{"trial_id": "x", "params": {"lambda": 0.3}}]
+    seeds = confirm.confirm_seeds(s)
+    runs = []
+    for c in confirm.confirm_configs(s, fin, seeds):
+        better = c[CONFIRM_OF] == "x"
+        t = trial("c", 0, 1.0, 0.8 if better else 0.5)
+        t["config"] = c
+        runs.append(t)
+    runs[4]["metrics"]["diverged"] = 1.0   # x, seed 2 diverged
+    runs[5]["error"] = True                # x, seed 3 crashed
+    values = confirm.per_seed_metrics(s, runs, seeds, ["ood_ig"])
+    assert values["baseline"]["ood_ig"] == [0.5] * 3
+    assert values["x"]["ood_ig"][0] == 0.8 and all(map(math.isnan, values["x"]["ood_ig"][1:]))
+    v = confirm.verdict(s, fin, seeds, runs)
+    assert v.verdict != "GO" and v.finalists[0].criteria[0].n_failed_seeds == 2
+
+
+def test_report_and_plots_from_a_finished_sweep(tmp_path):
+    s = space(confirm={"finalists": 1, "seeds": 2})
+    search = [trial("b", 0, 1.0, 0.5, baseline=True), trial("x", 0.3, 1.2, 0.7),
+              trial("y", 0.1, 1.001, 0.501)]
+    fin = [{"trial_id": "x", "params": {"lambda": 0.3}}]
+    runs = []
+    for i, c in enumerate(confirm.confirm_configs(s, fin, confirm.confirm_seeds(s))):
+        t = trial(f"c{i}", 0, 1.0 + 0.01 * i, 0.5 + 0.1 * i)
+        t["config"] = c
+        runs.append(t)
+    v = confirm.verdict(s, fin, confirm.confirm_seeds(s), runs)
+    df = results_table(s, search, confirm_runs=runs)
+    assert list(df["trial_id"]) == ["x", "y", "b"]
+    assert df.set_index("trial_id").loc["x", "Δ ood_ig"] == pytest.approx(0.2)
+    assert df.set_index("trial_id").loc["y", "within_noise"] == "val_ig,ood_ig"
+    plots = write_plots(s, search, runs, str(tmp_path))
+    names = {os.path.basename(p) for p in plots}
+    assert {"dose_response_lambda.png", "tradeoff.png", "learning_curves.png",
+            "optimization_history.png"} <= names
+    assert all(os.path.getsize(p) > 10_000 for p in plots)
+    report = open(write_report(str(tmp_path), "demo", s, df, v, plots, runs)).read()
+    assert f"**Verdict: {v.verdict}" in report and "| x |" in report
+    assert "![tradeoff.png](tradeoff.png)" in report and "within_noise" in report
+
+
+def test_finished_trials_rank_before_pruned_ones_and_best_is_finished():
+    """A pruned trial's value is from an earlier epoch (a model may score higher mid-training):
+    it never outranks a trial that ran every epoch, and is never the best config."""
+    s = space()
+    search = [trial("b", 0, 1.0, 0.5, baseline=True), trial("p", 0.5, 1.9, 0.5, epochs=1),
+              trial("x", 0.3, 1.2, 0.7)]
+    from sweeps.report import best_trial
+    table = results_table(s, search)
+    assert list(table["trial_id"]) == ["x", "b", "p"]
+    assert best_trial(table, s)["trial_id"] == "x"
+    only_pruned = results_table(s, [trial("p", 0.5, 1.9, 0.5, epochs=1)])
+    assert best_trial(only_pruned, s) is None
+
+
+def test_no_rung_before_the_last_epoch_means_no_early_stopping():
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from sweeps.search import make_scheduler
+    s = space(early_terminate={"type": "asha", "min_iter": 2}, fixed={"epochs": 6})
+    assert isinstance(make_scheduler(s), ASHAScheduler)
+    smoke = space(early_terminate={"type": "asha", "min_iter": 6}, fixed={"epochs": 2})
+    assert isinstance(make_scheduler(smoke), FIFOScheduler)
+    assert smoke.early_stop.describe(2).startswith("none")
+
+
+def test_numeric_choices_get_a_dose_response_plot(tmp_path):
+    s = space(parameters={"lambda": {"values": [0.01, 0.1, 1.0]},
+                          "probes": {"values": ["uniform", "neutral"]}})
+    search = [trial("b", 0, 1.0, 0.5, baseline=True), trial("x", 0.1, 1.2, 0.7)]
+    names = {os.path.basename(p) for p in write_plots(s, search, [], str(tmp_path))}
+    assert "dose_response_lambda.png" in names and "dose_response_probes.png" not in names
