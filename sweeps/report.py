@@ -214,7 +214,8 @@ def _markdown(df: pd.DataFrame, max_rows: int = 50) -> str:
 
 def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
                  verdict: Optional[Verdict], plots: Sequence[str],
-                 confirm_runs: Sequence[Mapping[str, Any]] = ()) -> str:
+                 confirm_runs: Sequence[Mapping[str, Any]] = (),
+                 trials: Sequence[Mapping[str, Any]] = ()) -> str:
     """report.md: the verdict, the search table with baseline deltas, the plots, the method."""
     metrics = decision_metrics(space)
     lines = [f"# Sweep `{name}` — workload `{space.workload}`", "",
@@ -235,6 +236,16 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
                   f"{m} {spread[m]:.3g}" for m in metrics if math.isfinite(spread[m]))
                   + "; a |Δ| below it is listed in `within_noise`." if confirm_runs else ""),
               "", _markdown(df), ""]
+    agreement = rung_agreement(space, trials)
+    if agreement:
+        lines += ["## Is early stopping safe here?", "",
+                  "Kendall τ between each ASHA rung's ranking and the final ranking, over the "
+                  "trials that ran every epoch (1 = same order; below 0.5 is flagged):", ""]
+        lines += [f"- epoch {a['rung']}: τ = {a['tau']:.2f} over {a['n']} trials"
+                  if math.isfinite(a["tau"]) else
+                  f"- epoch {a['rung']}: fewer than 3 trials ran every epoch, no τ"
+                  for a in agreement]
+        lines += [f"- **warning**: {w}" for w in rung_warning(agreement)] + [""]
     if plots:
         lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})"
                                      for p in plots] + [""]
@@ -243,3 +254,41 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
         f.write("\n".join(lines))
     os.replace(path + ".tmp", path)
     return path
+
+
+def rung_agreement(space: Space, trials: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Is early stopping safe here? For each ASHA rung (an epoch where trials were compared),
+    Kendall's τ between the ranking at that epoch and the final ranking, over the trials that
+    ran every epoch (only they have both). [{rung, n, tau}]; empty without early stopping."""
+    from scipy.stats import kendalltau
+    es = space.early_stop
+    epochs = space.epochs()
+    max_t = es.max_iter or epochs if es else 0
+    if es is None or es.min_iter >= max_t:
+        return []
+    rungs, r = [], es.min_iter
+    while r < max_t:
+        rungs.append(r)
+        r *= es.eta
+    o = space.primary
+    out = []
+    for rung in rungs:
+        pairs = []
+        for t in trials:
+            if trial_outcome(t.get("metrics") or {}, epochs, bool(t.get("error"))) != "finished":
+                continue
+            at = {int(h.get(EPOCH, 0)): h.get(o.name) for h in t.get("history") or []}
+            early, final = _number(at.get(rung)), _number((t.get("metrics") or {}).get(o.name))
+            if math.isfinite(early) and math.isfinite(final):
+                pairs.append((early, final))
+        tau = kendalltau(*zip(*pairs)).statistic if len(pairs) >= 3 else math.nan
+        out.append({"rung": rung, "n": len(pairs), "tau": float(tau)})
+    return out
+
+
+def rung_warning(agreement: Sequence[Mapping[str, Any]], threshold: float = 0.5) -> list[str]:
+    """One line per rung whose ranking disagreed with the final one (τ below `threshold`)."""
+    return [f"ASHA's epoch-{a['rung']} ranking disagreed with the final ranking (Kendall τ = "
+            f"{a['tau']:.2f} over {a['n']} trials that ran every epoch): early stopping may have "
+            f"dropped the answer; consider a larger grace period (early_terminate.min_iter)"
+            for a in agreement if math.isfinite(a["tau"]) and a["tau"] < threshold]

@@ -357,8 +357,8 @@ class Sweep:
         from sweeps import confirm
         from sweeps.mlflow_store import finish_parent_run
         from sweeps.plots import write_plots
-        from sweeps.report import (best_trial, format_table, results_table, write_outputs,
-                                   write_report)
+        from sweeps.report import (best_trial, format_table, results_table, rung_agreement,
+                                   rung_warning, write_outputs, write_report)
 
         verdict = confirm.verdict(self.space, finalists, seeds, confirm_runs)
         df = results_table(self.space, search, confirm_runs=confirm_runs)
@@ -370,7 +370,9 @@ class Sweep:
         files = write_outputs(self.run_dir, self.space, df, best_knobs, verdict)
         plots = write_plots(self.space, search, confirm_runs, self.run_dir)
         report = write_report(self.run_dir, self.name, self.space, df, verdict, plots,
-                              confirm_runs)
+                              confirm_runs, search)
+        for warning in rung_warning(rung_agreement(self.space, search)):
+            self._say("warning: " + warning)
         best_metrics = {o.name: best[o.name] for o in self.space.objectives} if best is not None else {}
         finish_parent_run(self.tracking_uri, parent_id, best_knobs, best_metrics,
                           files + [report], failed=best is None, plots=plots, verdict=verdict)

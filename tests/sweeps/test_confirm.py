@@ -164,3 +164,24 @@ def test_numeric_choices_get_a_dose_response_plot(tmp_path):
     search = [trial("b", 0, 1.0, 0.5, baseline=True), trial("x", 0.1, 1.2, 0.7)]
     names = {os.path.basename(p) for p in write_plots(s, search, [], str(tmp_path))}
     assert "dose_response_lambda.png" in names and "dose_response_probes.png" not in names
+
+
+def test_kendall_tau_of_each_rung_against_the_final_ranking():
+    """A synthetic rung history: the epoch-1 ranking is the reverse of the final one (τ = -1,
+    flagged); the epoch-3 ranking agrees (τ = 1)."""
+    from sweeps.report import rung_agreement, rung_warning
+    s = space(early_terminate={"type": "asha", "min_iter": 1, "eta": 3}, fixed={"epochs": 9})
+    trials = []
+    for i, final in enumerate([1.0, 1.1, 1.2, 1.3]):
+        hist = [{"epoch": e, "val_ig": (2.0 - final) if e == 1 else final * e / 9}
+                for e in range(1, 10)]
+        trials.append({"trial_id": f"t{i}", "config": {"lambda": 0.1 * (i + 1)}, "error": False,
+                       "metrics": {"val_ig": final, "epoch": 9}, "history": hist})
+    trials.append({"trial_id": "pruned", "config": {"lambda": 2.0}, "error": False,
+                   "metrics": {"val_ig": 0.1, "epoch": 1}, "history": [{"epoch": 1, "val_ig": 0.1}]})
+    agreement = rung_agreement(s, trials)
+    assert [(a["rung"], a["n"]) for a in agreement] == [(1, 4), (3, 4)]
+    assert agreement[0]["tau"] == pytest.approx(-1.0) and agreement[1]["tau"] == pytest.approx(1.0)
+    (warning,) = rung_warning(agreement)
+    assert "epoch-1 ranking disagreed" in warning and "τ = -1.00" in warning
+    assert rung_agreement(space(), trials) == []  # no early stopping, nothing to check
