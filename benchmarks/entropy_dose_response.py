@@ -50,21 +50,34 @@ def mean_sd(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+def paired_ci(diffs) -> str:
+    """mean [95 % t interval] of paired differences (df = n - 1)."""
+    from scipy import stats
+    d = np.asarray(diffs, dtype=float)
+    mu = float(d.mean())
+    if len(d) < 2:
+        return f"{mu:+.3f}"
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return f"{mu:+.3f} [{mu - half:+.3f}, {mu + half:+.3f}]"
+
+
 def table(results: list[dict], arm: str, seeds: list[int]) -> str:
     rows = [r for r in results if r["arm"] == arm]
     by = {(r["lambda"], r["seed"]): r["metrics"] for r in rows}
     lambdas = sorted({r["lambda"] for r in rows})
-    head = ["lambda"] + [m for m in METRICS] + ["Δ val_ig", "Δ ood_ig"]
-    lines = [f"### arm: {arm} ({len(seeds)} seeds; mean ± sd over seeds; Δ = paired vs λ=0)",
+    shown = ("val_ig", "ood_ig", "ood_ig_transfer", "content_ig", "bias_entropy_neutral_frac")
+    head = ["lambda", *shown, "Δ val_ig [95% CI]", "Δ ood_ig [95% CI]"]
+    lines = [f"### arm: {arm} ({len(seeds)} model seeds, one data draw; mean ± sd over seeds; "
+             f"Δ = paired difference to λ = 0 with the same seed, t interval)",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lam in lambdas:
         cells = [f"{lam:g}"]
-        for m in METRICS:
+        for m in shown:
             mu, sd = mean_sd([by[(lam, s)][m] for s in seeds])
             cells.append(f"{mu:.3f} ± {sd:.3f}")
         for m in ("val_ig", "ood_ig"):
-            mu, sd = mean_sd([by[(lam, s)][m] - by[(0.0, s)][m] for s in seeds])
-            cells.append("—" if lam == 0 else f"{mu:+.3f} ± {sd:.3f}")
+            cells.append("—" if lam == 0 else
+                         paired_ci([by[(lam, s)][m] - by[(0.0, s)][m] for s in seeds]))
         lines.append("| " + " | ".join(cells) + " |")
     first = rows[0]["metrics"]
     lines.append("")
@@ -81,7 +94,15 @@ def main() -> int:
     ap.add_argument("--lambdas", type=float, nargs="+", default=list(LAMBDAS))
     ap.add_argument("--arms", nargs="+", default=list(ARMS))
     ap.add_argument("--json", help="write every run's final metrics here")
+    ap.add_argument("--from-json", help="print the tables of an earlier --json run, no training")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        seeds = sorted({r["seed"] for r in saved["runs"]})
+        for arm in sorted({r["arm"] for r in saved["runs"]}):
+            print(table(saved["runs"], arm, seeds), "\n")
+        return 0
     seeds = list(range(args.seeds))
     lambdas = sorted(set(args.lambdas) | {0.0})
     data_root = tempfile.mkdtemp(prefix="dose_")

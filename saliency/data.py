@@ -11,8 +11,9 @@ the model must learn *implicitly*:
               learn the rest of the prior from the images — where an implicit bias can form
     uniform   no positional input: the whole prior is implicit
 
-An evaluation set is scored by information gain over *its own* sharp center bias (leave one
-image out), as Kümmerer et al. score a model on a dataset. For the out-of-domain sets the
+An out-of-domain set is scored by information gain over *its own* sharp center bias (leave one
+image out), as Kümmerer et al. score a model on a dataset; the validation split, drawn from the
+training distribution, is scored over the training center bias. For the out-of-domain sets the
 model gets the set's own center-bias input (same recipe, leave one out): a deployed model is
 told the target's center bias, and whatever bias it learned implicitly is what remains to
 hurt it (`ood`). `ood_transfer` gives it the in-domain input instead.

@@ -18,6 +18,10 @@ steps where `probe_due(step, compute_every, lambda)` holds, the loss is
 
 so `lambda` is the regularization weight *per optimizer step*: the same lambda spends the same
 total weight whatever compute_every is (with compute_every = 5 each application weighs 5·lambda).
+That makes lambda comparable across compute_every for SGD, not exactly under Adam, whose
+second-moment estimate grows with the rarer, larger gradients: a parameter driven by H alone
+moved 0.168 / 0.123 / 0.109 over 192 steps at compute_every 1 / 2 / 3 (same lambda). Compare
+lambdas at equal compute_every.
 
 Probes are concatenated to the data batch and go through the same forward pass, in whatever
 mode the model is in. Their randomness comes from a generator seeded by (seed, step) — never by

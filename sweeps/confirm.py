@@ -62,19 +62,26 @@ def _plain(value: Any) -> Any:
 
 def per_seed_metrics(space: Space, runs: Sequence[Mapping[str, Any]], seeds: Sequence[int],
                      metrics: Sequence[str]) -> dict[str, dict[str, list[float]]]:
-    """{confirm_of: {metric: [value per seed]}} from finished confirm runs (dicts with config,
-    metrics, error). A run that errored, diverged, stopped early or is missing counts as a
-    failed seed (NaN), never as a crash."""
+    """{confirm_of: {metric: [value per seed]}} from the confirm runs (dicts with config,
+    metrics, error). A run that diverged is -inf — a failed seed, evidence against it; a run
+    that errored, stopped early or is missing is NaN — no comparison (sweeps/decision.py drops
+    the pair). Never a crash."""
     epochs = space.epochs()
-    found: dict[tuple[str, int], Mapping[str, Any]] = {}
+    found: dict[tuple[str, int], Optional[float]] = {}
+    values: dict[tuple[str, int], Mapping[str, Any]] = {}
     for r in runs:
         cfg, m = r.get("config") or {}, r.get("metrics") or {}
-        ok = (not r.get("error") and float(m.get(DIVERGED, 0.0)) < 1.0
-              and int(m.get("epoch", 0)) >= epochs)
-        found[(str(cfg.get(CONFIRM_OF)), int(cfg.get(SEED_KNOB, -1)))] = m if ok else {}
+        key = (str(cfg.get(CONFIRM_OF)), int(cfg.get(SEED_KNOB, -1)))
+        if float(m.get(DIVERGED, 0.0)) >= 1.0:
+            found[key] = -math.inf
+        elif not r.get("error") and int(m.get("epoch", 0)) >= epochs:
+            found[key], values[key] = None, m
+        else:
+            found[key] = math.nan
     out: dict[str, dict[str, list[float]]] = {}
     for of in {of for of, _ in found}:
-        out[of] = {name: [_finite_or_nan(found.get((of, s), {}).get(name)) for s in seeds]
+        out[of] = {name: [_finite_or_nan(values[(of, s)].get(name)) if (of, s) in values
+                          else found.get((of, s), math.nan) for s in seeds]
                    for name in metrics}
     return out
 

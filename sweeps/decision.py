@@ -79,8 +79,11 @@ def improvements(candidate: Sequence[float], baseline: Sequence[float], *, goal:
     seed then gives one paired observation and the t test applies unchanged, whereas a ratio of
     means needs the delta method or Fieller, neither trustworthy with 3 seeds. (The per-seed
     ratio's bias is negligible when the baseline varies by a few % across seeds.)
-    A seed where either run is non-finite (diverged), or where a relative change is undefined
-    (baseline exactly 0), is a FAILED seed and becomes -inf: the worst possible improvement.
+    A seed whose candidate run diverged (its value is -inf, see sweeps/confirm.py), or where a
+    relative change is undefined (baseline exactly 0), is a FAILED seed and becomes -inf: the
+    worst possible improvement. A seed with no comparison — the baseline run failed, or the
+    candidate's run is missing (NaN: crashed, never ran) — is dropped (NaN): an infrastructure
+    failure, or a failed reference, is no evidence against the candidate.
     """
     c, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
     if c.ndim != 1 or c.shape != b.shape:
@@ -90,7 +93,8 @@ def improvements(candidate: Sequence[float], baseline: Sequence[float], *, goal:
         d = c - b if goal == "maximize" else b - c
         if relative:
             d = d / np.abs(b)
-    return np.where(np.isfinite(d), d, -np.inf)
+    d = np.where(np.isfinite(d), d, -np.inf)
+    return np.where(np.isnan(c) | ~np.isfinite(b), np.nan, d)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def paired_t_interval(diffs: Sequence[float], confidence: float, *,
 
     Paired t rather than a bootstrap: with 3-5 seeds the bootstrap has too few distinct
     resamples and undercovers. Special cases (never raises):
-    * failed seeds (non-finite diffs) are the limit of the t test as their value -> -inf:
+    * NaN diffs (no comparison) are dropped; failed seeds (-inf) are the limit of the t test as their value -> -inf:
       t -> -sqrt(k(n-1)/(n-k)) for k of n failed, whatever the finite seeds show. So a failed
       seed can only push toward "failed": it can never be "met", and k = n is certainly failed.
     * zero spread (identical improvements): the difference is known exactly, so it is met
@@ -119,6 +123,7 @@ def paired_t_interval(diffs: Sequence[float], confidence: float, *,
     * fewer than 2 seeds: no spread estimate; nothing can be concluded (p = 1 both ways).
     """
     d = np.asarray(diffs, dtype=float)
+    d = d[~np.isnan(d)]  # pairs without a comparison (see `improvements`) are dropped
     n, ok = d.size, np.isfinite(d)
     k = int(n - ok.sum())
     tail = (1.0 - confidence) / 2.0
@@ -353,7 +358,9 @@ def format_verdict_table(verdict: Verdict) -> str:
     lines += ["", "Δ = mean improvement over the baseline on paired seeds, oriented so that "
               "positive = better (also for minimized metrics); % = relative to the baseline. "
               "[lo, hi] = paired-t interval at the Holm-corrected level applied to that test "
-              f"(at least {verdict.confidence:.0%}). ✓ met, ✗ failed, ? unsettled."]
+              f"(at least {verdict.confidence:.0%} per test, not a simultaneous band): it "
+              "excludes the bar exactly when the test is settled. ✓ met, ✗ failed, "
+              "? unsettled."]
     return "\n".join(lines)
 
 

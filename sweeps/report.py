@@ -11,7 +11,8 @@ import pandas as pd
 import yaml
 
 from sweeps.decision import Verdict, format_verdict_table, within_noise
-from sweeps.keys import BASELINE_TAG, DIVERGED, EPOCH
+from sweeps.keys import BASELINE_TAG, CONFIRM_OF, DIVERGED, EPOCH
+from workloads.contract import SEED_KNOB
 from sweeps.space import Space
 from workloads.knobs import format_knob
 
@@ -65,14 +66,26 @@ def decision_metrics(space: Space) -> list[str]:
 
 def seed_spread(confirm_runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]
                 ) -> dict[str, float]:
-    """Seed-to-seed sd of each metric among the baseline's confirmation runs (NaN if < 2)."""
+    """Seed noise of a trial-vs-baseline difference: the sd over confirmation seeds of the
+    paired difference finalist − baseline (same seed), pooled over finalists (NaN if no
+    finalist has 2 comparable seeds). Search trials share the baseline's seed, so their
+    single-seed Δ is a paired difference too: this is the yardstick for it."""
+    by: dict[str, dict[int, Mapping]] = {}
+    for r in confirm_runs:
+        if not r.get("error"):
+            by.setdefault(str(r["config"].get(CONFIRM_OF)), {})[
+                int(r["config"].get(SEED_KNOB, -1))] = r["metrics"]
+    base = by.pop("baseline", {})
     spread = {}
     for m in metrics:
-        values = [float(r["metrics"][m]) for r in confirm_runs
-                  if r["config"].get(BASELINE_TAG) and not r.get("error")
-                  and isinstance(r["metrics"].get(m), (int, float))
-                  and math.isfinite(float(r["metrics"][m]))]
-        spread[m] = statistics.stdev(values) if len(values) > 1 else math.nan
+        variances = []
+        for runs in by.values():
+            diffs = [_number(runs[s].get(m)) - _number(base[s].get(m))
+                     for s in runs if s in base]
+            diffs = [d for d in diffs if math.isfinite(d)]
+            if len(diffs) > 1:
+                variances.append(statistics.variance(diffs))
+        spread[m] = math.sqrt(sum(variances) / len(variances)) if variances else math.nan
     return spread
 
 
@@ -102,7 +115,8 @@ def results_table(space: Space, trials: list[dict],
     if df.empty:
         return df
     goals = dict(space.get_workload().metrics)
-    base = df[df["baseline"]]
+    # the reference is the baseline trial that ran every epoch (a pruned one is not comparable)
+    base = df[df["baseline"] & (df["outcome"] == "finished")]
     spread = seed_spread(confirm_runs, shown_metrics)
     noisy = [[] for _ in range(len(df))]
     for name in shown_metrics:
@@ -115,7 +129,13 @@ def results_table(space: Space, trials: list[dict],
     if confirm_runs:
         df["within_noise"] = [",".join(n) for n in noisy]
     scores = [tuple(_score(r[o.name], o.goal) for o in space.objectives) for r in rows]
-    df["pareto_front"] = _pareto_rank(scores) if space.multi_objective else 0
+    # Pareto fronts among the trials that ran every epoch; the others rank after them anyway
+    finished = [i for i, r in enumerate(rows) if r["outcome"] == "finished"]
+    fronts = [len(rows)] * len(rows)
+    if space.multi_objective:
+        for i, f in zip(finished, _pareto_rank([scores[i] for i in finished])):
+            fronts[i] = f
+    df["pareto_front"] = fronts if space.multi_objective else 0
     df["_primary"] = [s[0] for s in scores]
     # Trials that ran every epoch first: a pruned trial's value is from an earlier epoch and
     # not comparable (a model can score higher mid-training than at the end).
@@ -232,8 +252,10 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
     spread = seed_spread(confirm_runs, metrics)
     lines += ["## Search trials", "",
               "Δ = difference from the search's baseline trial, oriented so that positive = "
-              "better." + (" Seed-to-seed sd of the baseline's confirmation runs: " + ", ".join(
-                  f"{m} {spread[m]:.3g}" for m in metrics if math.isfinite(spread[m]))
+              "better; trials share the baseline's seed, so Δ is a paired difference." + (
+                  " Its seed noise — the sd over confirmation seeds of finalist − baseline, "
+                  "pooled over finalists: " + ", ".join(
+                      f"{m} {spread[m]:.3g}" for m in metrics if math.isfinite(spread[m]))
                   + "; a |Δ| below it is listed in `within_noise`." if confirm_runs else ""),
               "", _markdown(df), ""]
     agreement = rung_agreement(space, trials)

@@ -104,9 +104,10 @@ def test_a_failed_confirm_run_is_a_failed_seed_not_a_crash():
     runs[5]["error"] = True                # x, seed 3 crashed
     values = confirm.per_seed_metrics(s, runs, seeds, ["ood_ig"])
     assert values["baseline"]["ood_ig"] == [0.5] * 3
-    assert values["x"]["ood_ig"][0] == 0.8 and all(map(math.isnan, values["x"]["ood_ig"][1:]))
+    # diverged: a failed seed (-inf); crashed: no comparison (NaN, dropped)
+    assert values["x"]["ood_ig"][:2] == [0.8, -math.inf] and math.isnan(values["x"]["ood_ig"][2])
     v = confirm.verdict(s, fin, seeds, runs)
-    assert v.verdict != "GO" and v.finalists[0].criteria[0].n_failed_seeds == 2
+    assert v.verdict != "GO" and v.finalists[0].criteria[0].n_failed_seeds == 1
 
 
 def test_report_and_plots_from_a_finished_sweep(tmp_path):
@@ -115,9 +116,11 @@ def test_report_and_plots_from_a_finished_sweep(tmp_path):
               trial("y", 0.1, 1.001, 0.501)]
     fin = [{"trial_id": "x", "params": {"lambda": 0.3}}]
     runs = []
-    for i, c in enumerate(confirm.confirm_configs(s, fin, confirm.confirm_seeds(s))):
-        t = trial(f"c{i}", 0, 1.0 + 0.01 * i, 0.5 + 0.1 * i)
-        t["config"] = c
+    # baseline seeds 1, 2 then finalist seeds 1, 2: paired differences val 0.02, 0.04 and
+    # ood 0.2, 0.3 (sd 0.014 and 0.071), the yardstick for y's single-seed Δ of 0.001
+    for i, (val, ood) in enumerate([(1.0, 0.5), (1.01, 0.6), (1.02, 0.7), (1.05, 0.9)]):
+        t = trial(f"c{i}", 0, val, ood)
+        t["config"] = confirm.confirm_configs(s, fin, confirm.confirm_seeds(s))[i]
         runs.append(t)
     v = confirm.verdict(s, fin, confirm.confirm_seeds(s), runs)
     df = results_table(s, search, confirm_runs=runs)

@@ -65,10 +65,10 @@ def test_paired_t_hand_example():
     assert r.hi == pytest.approx(2 + 4.303 / math.sqrt(3), abs=1e-3)
 
 
-@pytest.mark.parametrize("diffs", [[0.1, 0.2, NAN], [0.1, -math.inf, 0.3, NAN], [0.3, NAN, 0.2,
-                                                                                0.25, 0.4]])
+@pytest.mark.parametrize("diffs", [[0.1, 0.2, -math.inf], [0.1, -math.inf, 0.3, -math.inf],
+                                   [0.3, -math.inf, 0.2, 0.25, 0.4]])
 def test_failed_seed_is_the_t_test_limit_at_minus_infinity(diffs):
-    r = paired_t_interval(diffs, 0.95, threshold=0.0)
+    r = paired_t_interval(diffs + [NAN], 0.95, threshold=0.0)  # a NaN pair is dropped
     huge = [x if math.isfinite(x) else -1e12 for x in diffs]
     expect = stats.ttest_1samp(huge, 0.0, alternative="less").pvalue
     assert r.p_less == pytest.approx(expect, rel=1e-6)
@@ -77,8 +77,10 @@ def test_failed_seed_is_the_t_test_limit_at_minus_infinity(diffs):
 
 
 def test_all_seeds_failed_is_certainly_failed_and_single_seed_concludes_nothing():
-    r = paired_t_interval([NAN, NAN, NAN], 0.95)
+    r = paired_t_interval([-math.inf] * 3, 0.95)
     assert (r.p_less, r.p_greater, r.n_failed) == (0.0, 1.0, 3)
+    r = paired_t_interval([NAN, NAN, NAN], 0.95)  # no comparison at all: nothing concluded
+    assert (r.n, r.p_less, r.p_greater) == (0, 1.0, 1.0)
     r = paired_t_interval([0.5], 0.95)
     assert (r.p_less, r.p_greater, r.lo, r.hi) == (1.0, 1.0, -math.inf, math.inf)
 
@@ -118,9 +120,11 @@ def test_improvements_orientation_relative_and_failed_seeds():
                         relative=True) == pytest.approx([0.5, 9.0 / 4.0])
     assert improvements([1.5, 3.0], [2.0, 4.0], goal="minimize",
                         relative=True) == pytest.approx([0.25, 0.25])
-    got = improvements([NAN, 1.0, 1.0, math.inf, 1.0], [1.0, NAN, -math.inf, 1.0, 0.0],
-                       goal="maximize", relative=True)
-    assert got.tolist() == [-math.inf] * 5  # diverged either side, or relative to a 0 baseline
+    got = improvements([-math.inf, math.inf, 1.0, NAN, 1.0, 1.0],
+                       [1.0, 1.0, 0.0, 1.0, NAN, -math.inf], goal="maximize", relative=True)
+    # the candidate diverged, or relative to a 0 baseline: failed; the candidate's run is
+    # missing, or the baseline failed: no comparison (NaN, dropped)
+    assert got[:3].tolist() == [-math.inf] * 3 and all(map(math.isnan, got[3:]))
     with pytest.raises(ValueError, match="paired"):
         improvements([1.0, 2.0], [1.0], goal="maximize")
 
@@ -211,12 +215,10 @@ def test_decision_table(rid, goal, kind, margin, relative, cand, base, expected)
 
 
 @pytest.mark.parametrize("cand,base,n_failed", [
-    ([0.6, NAN, 0.61], [0.5, 0.5, 0.5], 1),            # candidate diverged on one seed
-    ([0.6, 0.6, 0.61], [0.5, NAN, 0.5], 1),            # the baseline's run diverged
-    ([0.6, -math.inf, 0.61], [0.5, 0.5, 0.5], 1),      # sanitized divergence (worst value)
-    ([NAN, NAN, 0.61, 0.7, 0.65], [0.5] * 5, 2),
+    ([0.6, -math.inf, 0.61], [0.5, 0.5, 0.5], 1),      # the candidate diverged on one seed
+    ([-math.inf, -math.inf, 0.61, 0.7, 0.65], [0.5] * 5, 2),
 ])
-def test_nan_seed_counts_as_failed_seed_not_a_crash(cand, base, n_failed):
+def test_diverged_seed_counts_as_failed_seed_not_a_crash(cand, base, n_failed):
     v = one(cand, base, Criterion("ood_ig", "superiority", 0.0, False, "maximize"))
     (f,) = v.finalists
     (r,) = f.criteria
@@ -227,8 +229,19 @@ def test_nan_seed_counts_as_failed_seed_not_a_crash(cand, base, n_failed):
     assert f"diverged on {n_failed}/{len(cand)} seeds" in format_verdict_table(v)
 
 
+@pytest.mark.parametrize("cand,base", [
+    ([0.6, 0.62, 0.61], [NAN, NAN, NAN]),  # the baseline failed: no evidence either way
+    ([NAN, NAN, NAN], [0.5, 0.5, 0.5]),    # the candidate's runs crashed (infrastructure)
+    ([0.6, NAN, 0.61], [0.5, 0.5, NAN]),   # one comparable pair left
+])
+def test_missing_comparisons_are_inconclusive_never_no_go(cand, base):
+    v = one(cand, base, Criterion("ood_ig", "superiority", 0.0, False, "maximize"))
+    assert v.verdict == "INCONCLUSIVE" and v.finalists[0].criteria[0].n_failed_seeds == 0
+    json.dumps(v.to_dict(), allow_nan=False)
+
+
 def test_every_seed_diverged_is_no_go():
-    v = one([NAN, NAN, NAN], [0.5, 0.5, 0.5],
+    v = one([-math.inf] * 3, [0.5, 0.5, 0.5],
             Criterion("val_ig", "non_inferiority", 0.02, True, "maximize"))
     assert v.finalists[0].criteria[0].status == "failed" and v.verdict == "NO-GO"
 
