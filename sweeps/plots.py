@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import optuna.distributions as od  # noqa: E402
@@ -32,6 +33,8 @@ from sweeps.report import decision_metrics, trial_outcome  # noqa: E402
 from sweeps.space import Space  # noqa: E402
 
 BASE_COLOR, SEARCH_COLOR = "0.35", "tab:blue"
+PAIRED_NOTE = ("Bars and band: 95% CI of each arm's mean over its seeds (unpaired) — the verdict "
+               "tests the paired differences (same seed), which cancel most seed noise")
 FINALIST_COLORS = ("tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
@@ -54,8 +57,8 @@ def _outcome(trial: Mapping[str, Any], space: Space) -> str:
     return trial_outcome(trial["metrics"], space.epochs(), bool(trial.get("error")))
 
 
-def _save(fig, path: str) -> str:
-    fig.tight_layout()
+def _save(fig, path: str, rect: tuple = (0, 0, 1, 1)) -> str:
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -107,6 +110,9 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                                 label=f"finalist {of} ({len(runs)} seeds, 95% CI)")
             if log:
                 ax.set_xscale("log")
+            elif isinstance(p.distribution, od.IntDistribution) or all(
+                    isinstance(c, int) for c in getattr(p.distribution, "choices", [0.5])):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(p.name + (" (log scale)" if log else ""))
             ax.set_ylabel(metric)
             ax.set_title(f"{metric} vs {p.name} ({_better(goals.get(metric, 'maximize'))})",
@@ -114,7 +120,10 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
             ax.grid(alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.02))
+                   bbox_to_anchor=(0.5, 0.02))
+        if groups:
+            fig.text(0.5, 0.0, PAIRED_NOTE, ha="center", va="bottom", fontsize=7.5,
+                     color="0.3")
         fig.subplots_adjust(bottom=0.25)
         path = os.path.join(out_dir, f"dose_response_{p.name}.png")
         fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -176,7 +185,10 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
     ax.set_title(f"Trade-off: {x_m} (objective) vs {y_m}", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, os.path.join(out_dir, "tradeoff.png"))
+    if groups:
+        fig.text(0.5, 0.005, PAIRED_NOTE.replace(" — ", "\n"), ha="center", va="bottom",
+                 fontsize=7, color="0.3")
+    return _save(fig, os.path.join(out_dir, "tradeoff.png"), rect=(0, 0.06 if groups else 0, 1, 1))
 
 
 def rebuilt_study(space: Space, search: Sequence[Mapping]) -> optuna.Study:
@@ -190,8 +202,11 @@ def rebuilt_study(space: Space, search: Sequence[Mapping]) -> optuna.Study:
         if t["config"].get(BASELINE_TAG) or not math.isfinite(value):
             continue
         params = {k: v for k, v in t["config"].items() if k in dists}
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={k: dists[k] for k in params}, value=value))
+        try:
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions={k: dists[k] for k in params}, value=value))
+        except ValueError:  # a value outside the space as it is now (e.g. edited on resume)
+            continue
     return study
 
 
@@ -258,11 +273,19 @@ def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[M
 
 def write_plots(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping],
                 out_dir: str) -> list[str]:
-    """Every plot that can be drawn; returns the PNG paths."""
-    paths = dose_response(space, search, confirm, out_dir)
-    for maybe in (tradeoff(space, search, confirm, out_dir),
-                  learning_curves(space, search, confirm, out_dir)):
-        if maybe:
-            paths.append(maybe)
-    paths += optuna_plots(space, search, out_dir)
+    """Every plot that can be drawn; returns the PNG paths. A plot that fails is skipped with
+    a warning: pictures must never fail a sweep whose trials have all run."""
+    paths: list[str] = []
+    for name, draw in (("dose-response", lambda: dose_response(space, search, confirm, out_dir)),
+                       ("trade-off", lambda: tradeoff(space, search, confirm, out_dir)),
+                       ("learning curves", lambda: learning_curves(space, search, confirm,
+                                                                   out_dir)),
+                       ("Optuna", lambda: optuna_plots(space, search, out_dir))):
+        try:
+            drawn = draw()
+        except Exception as e:  # noqa: BLE001 — reported, the sweep's results stand
+            warnings.warn(f"plot {name} skipped: {type(e).__name__}: {str(e)[:200]}")
+            plt.close("all")
+            continue
+        paths += drawn if isinstance(drawn, list) else [drawn] if drawn else []
     return paths
