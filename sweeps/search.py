@@ -61,17 +61,23 @@ def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
 
 
 class BaselineFirst(Searcher):
-    """Suggests the space's baseline config first, then defers to the wrapped searcher.
+    """Wraps the Optuna searcher: suggests the space's baseline config first (if it has one),
+    and tells the study which trials ASHA stopped early.
 
     The baseline (e.g. lambda = 0, outside a log-uniform range) is a reference point, not a
     sample: it is kept out of the Optuna study so TPE's model is not distorted by it.
+    A trial stopped before its last epoch is told to Optuna as PRUNED (Ray's OptunaSearch does
+    so when the result is None): otherwise its early-epoch value would enter TPE's model as if
+    it were a final score, next to other trials' last-epoch values.
     """
 
-    def __init__(self, searcher: Searcher, baseline: dict[str, Any]):
+    def __init__(self, searcher: Searcher, baseline: Optional[dict[str, Any]],
+                 epochs: Optional[int] = None):
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
-        self.baseline = dict(baseline)
+        self.baseline = None if baseline is None else dict(baseline)
         self.baseline_trial_id: Optional[str] = None
+        self.epochs = epochs
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -80,7 +86,7 @@ class BaselineFirst(Searcher):
         return self.searcher.set_max_concurrency(max_concurrent)
 
     def suggest(self, trial_id: str) -> Optional[dict]:
-        if self.baseline_trial_id is None:
+        if self.baseline is not None and self.baseline_trial_id is None:
             self.baseline_trial_id = trial_id
             return {**self.baseline, BASELINE_TAG: True}
         return self.searcher.suggest(trial_id)
@@ -91,16 +97,22 @@ class BaselineFirst(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None,
                           error: bool = False) -> None:
-        if trial_id != self.baseline_trial_id:
-            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        if trial_id == self.baseline_trial_id:
+            return
+        if (result and not error and self.epochs is not None
+                and int(result.get(EPOCH, self.epochs)) < self.epochs):
+            result = None  # stopped early: PRUNED, not COMPLETE with an early-epoch value
+        self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
     # SearchGenerator saves wrappers through get_state/set_state and the inner searcher itself.
     def get_state(self) -> dict:
-        return {"baseline": self.baseline, "baseline_trial_id": self.baseline_trial_id}
+        return {"baseline": self.baseline, "baseline_trial_id": self.baseline_trial_id,
+                "epochs": self.epochs}
 
     def set_state(self, state: dict) -> None:
         self.baseline = state["baseline"]
         self.baseline_trial_id = state["baseline_trial_id"]
+        self.epochs = state.get("epochs")
 
     def save(self, checkpoint_path: str) -> None:
         self.searcher.save(checkpoint_path)
@@ -123,9 +135,7 @@ def make_searcher(space: Space, storage: Optional[str] = None,
         metric=names if space.multi_objective else names[0],
         mode=modes if space.multi_objective else modes[0],
         sampler=make_sampler(space), **kwargs)
-    if space.baseline:
-        searcher = BaselineFirst(searcher, space.baseline)
-    return searcher
+    return BaselineFirst(searcher, space.baseline or None, epochs=space.epochs())
 
 
 def make_scheduler(space: Space) -> TrialScheduler:

@@ -99,3 +99,17 @@ def test_python_api_returns_a_configured_tuner(tmp_path):
     assert sweep.space.num_trials() == 3
     assert "trials: 3" in sweep.plan()
     assert isinstance(sweep.tuner(), tune.Tuner)
+
+
+def test_trials_stopped_early_are_pruned_in_the_study_not_complete():
+    space = load_space("entropy_lambda")  # 8 epochs
+    searcher = make_searcher(space)
+    searcher.suggest("base")
+    for tid in ("full", "early"):
+        searcher.suggest(tid)
+    searcher.on_trial_complete("full", {"val_ig": 1.3, "epoch": 8})
+    searcher.on_trial_complete("early", {"val_ig": 1.4, "epoch": 4})  # ASHA stopped it
+    states = {t.params["lambda"]: t.state.name for t in searcher.searcher._ot_study.trials}
+    assert sorted(states.values()) == ["COMPLETE", "PRUNED"]
+    complete = [t for t in searcher.searcher._ot_study.trials if t.state.name == "COMPLETE"]
+    assert [t.value for t in complete] == [1.3]  # the early 1.4 is not a final score
