@@ -66,7 +66,11 @@ class Overrides:
         if self.smoke:
             kw["trials"] = kw["trials"] or 2
             kw["max_concurrent"] = kw["max_concurrent"] or 1
-        return space.override(fixed=fixed, **kw)
+        space = space.override(fixed=fixed, **kw)
+        if self.smoke and not (self.finalists or self.confirm_seeds):
+            # tiny and quick: no confirmation stage unless asked for (it has its own e2e test)
+            space = dataclasses.replace(space, confirm=None, decision=None)
+        return space
 
 
 class Sweep:

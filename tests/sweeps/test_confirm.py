@@ -188,3 +188,12 @@ def test_kendall_tau_of_each_rung_against_the_final_ranking():
     (warning,) = rung_warning(agreement)
     assert "epoch-1 ranking disagreed" in warning and "τ = -1.00" in warning
     assert rung_agreement(space(), trials) == []  # no early stopping, nothing to check
+
+
+def test_smoke_skips_the_confirmation_unless_asked():
+    from sweeps.sweep import Overrides
+    s = space()
+    assert Overrides(smoke=True).apply(s).confirm is None
+    kept = Overrides(smoke=True, confirm_seeds=2).apply(s)
+    assert kept.confirm.seeds == 2 and kept.confirm.finalists == 2
+    assert Overrides(finalists=1).apply(s).confirm.finalists == 1
