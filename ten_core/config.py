@@ -12,6 +12,11 @@ from typing import Any
 
 from ten_core.scan import SCAN_METHODS
 
+# How the decay logits α start (EigenstateCore.reset_parameters):
+#   "paper"  α ~ U(alpha_init) = U(−3, 0): |λ| = σ(α) ∈ [0.047, 0.5], memories ≤ 2 steps
+#   "long"   memories 1/(1−|λ|) log-uniform over `memory_range` tokens (S4D / Mamba style)
+DECAY_INITS: tuple[str, ...] = ("paper", "long")
+
 # Target sizes of the named presets, in parameters; tests/ten_core/test_ten_config.py checks that
 # every preset lands within 10 % (counted on the meta device, nothing allocated).
 PRESET_PARAMS: dict[str, int] = {
@@ -39,11 +44,16 @@ class TENConfig:
     hten_scales: tuple[int, ...] = (1, 2, 4, 8)
     energy_reg_weight: float = 0.01
     resonance_eps: float = 0.1     # R = I + eps·M: the coupling starts as a small perturbation
-    alpha_init: tuple[float, float] = (-3.0, 0.0)  # α ~ U(lo, hi), |λ| = σ(α) at init
+    decay_init: str = "paper"      # one of DECAY_INITS
+    alpha_init: tuple[float, float] = (-3.0, 0.0)  # "paper": α ~ U(lo, hi), |λ| = σ(α) at init
+    # "long": memory 1/(1−|λ|) in tokens, log-uniform over [lo, hi] (the workload: hi = seq_len);
+    # an HTEN scale-s core, whose step spans s tokens, gets [lo, max(lo, hi/s)] steps
+    memory_range: tuple[float, float] = (1.05, 128.0)
 
     def __post_init__(self) -> None:
         self.hten_scales = tuple(self.hten_scales)
         self.alpha_init = tuple(self.alpha_init)
+        self.memory_range = tuple(self.memory_range)
         problems = self.problems()
         if problems:
             raise ValueError("invalid TENConfig: " + "; ".join(problems))
@@ -78,6 +88,13 @@ class TENConfig:
                                              and isinstance(hi, (int, float)) and lo <= hi):
             out.append(f"alpha_init: must be a pair (lo, hi) with lo <= hi "
                        f"(got {self.alpha_init!r})")
+        if self.decay_init not in DECAY_INITS:
+            out.append(f"decay_init: must be one of {list(DECAY_INITS)} (got {self.decay_init!r})")
+        lo, hi = (self.memory_range + (None, None))[:2]
+        if len(self.memory_range) != 2 or not (isinstance(lo, (int, float))
+                                               and isinstance(hi, (int, float)) and 1 < lo <= hi):
+            out.append(f"memory_range: must be a pair (lo, hi) of token counts with 1 < lo <= hi "
+                       f"(got {self.memory_range!r})")
         if ok["n_eigen"] and ok["n_heads"] and not self.use_hten \
                 and self.n_eigen % self.n_heads:
             out.append(f"n_eigen: must be divisible by n_heads={self.n_heads} "

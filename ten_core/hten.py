@@ -44,17 +44,20 @@ def causal_upsample(y: torch.Tensor, s: int, T: int) -> torch.Tensor:
 
 
 class HTENLayer(nn.Module):
-    """x (B, T, d) -> y (B, T, d), energy (B, T); energy(t) sums the eigenstates feeding t."""
+    """x (B, T, d) -> y (B, T, d), energy (B, T): the relative energy (ten.py) of the
+    eigenstates feeding t, averaged over scales (each holds K/|S|: a mean over all K)."""
 
     def __init__(self, cfg: TENConfig):
         super().__init__()
         d, k = cfg.d_model, cfg.eigen_per_scale
         self.scales = tuple(cfg.hten_scales)
+        lo, hi = cfg.memory_range  # tokens; a step of scale s spans s tokens
         self.cores = nn.ModuleList(
             EigenstateCore(d, k, cfg.n_heads, chunk_size=cfg.chunk_size,
                            scan_method=cfg.scan_method, resonance_eps=cfg.resonance_eps,
-                           alpha_init=cfg.alpha_init)
-            for _ in self.scales)
+                           alpha_init=cfg.alpha_init, decay_init=cfg.decay_init,
+                           memory_range=(lo, max(lo, hi / s)))
+            for s in self.scales)
         # Equal mixing weights at init: no scale is preferred before the data says so.
         self.scale_logits = nn.Parameter(torch.zeros(len(self.scales)))
         self.gate = nn.Linear(d, d)
@@ -73,7 +76,7 @@ class HTENLayer(nn.Module):
             r, e, _ = core(pool(x, s), reference=reference)  # (B, T//s, d), (B, T//s)
             mix = mix + w.to(r.dtype) * causal_upsample(r, s, T)  # (B, T, d)
             energy = energy + causal_upsample(e.unsqueeze(-1), s, T).squeeze(-1)  # (B, T)
-        return self.out_proj(mix * F.silu(self.gate(x))), energy
+        return self.out_proj(mix * F.silu(self.gate(x))), energy / len(self.scales)
 
     # ---- one token at a time (generation) -----------------------------------------------------
     # Per scale: the eigenstate c, the running sum of the current block's inputs and how many
@@ -88,7 +91,7 @@ class HTENLayer(nn.Module):
 
     def step(self, x: torch.Tensor, state: list[dict]
              ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-        """x (B, d) -> y (B, d), energy (B,), new state."""
+        """x (B, d) -> y (B, d), raw energy Σ|c|² over all scales (B,), new state."""
         weights = torch.softmax(self.scale_logits.float(), dim=0)
         mix, energy, new = torch.zeros_like(x), torch.zeros_like(x[:, 0], dtype=torch.float32), []
         for w, s, core, st in zip(weights, self.scales, self.cores, state):

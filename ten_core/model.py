@@ -4,9 +4,14 @@
 
 No positional embedding: the eigenstate recurrence is ordered by construction.
 
-Losses are returned by name. `energy_loss` is the raw mean of E(t) = Σ_k |c_k(t)|² over batch,
-time and layers; `loss = ce_loss + energy_reg_weight * energy_loss` is already weighted, so
+Losses are returned by name. `energy_loss` is the mean over batch, time and layers of the
+relative energy E(t) = mean_k |c_k(t)|² / P_k (each eigenstate's state power over its input
+power, ten.py): unchanged by any β ↔ read-out rescaling, so its weight acts on the function, not
+the parametrization. `loss = ce_loss + energy_reg_weight * energy_loss` is already weighted, so
 callers must never add the energy term again.
+
+`spectrum()` / `spectrum_summary()` describe the learned decays: |λ| = σ(α) per eigenstate and
+the memory 1/(1−|λ|) in tokens (a step of an HTEN scale s spans s tokens).
 """
 from __future__ import annotations
 
@@ -135,6 +140,44 @@ class TENLM(nn.Module):
             out.append(nxt)
             logits, state = self.step(nxt[:, 0], state)
         return torch.cat(out, dim=1)
+
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+@torch.no_grad()
+def spectrum(model: TENLM) -> dict[int, torch.Tensor]:
+    """{scale s: the decay logits α of every eigenstate of that scale, over all layers} (fp64);
+    |λ| = σ(α) is the learned decay without the ±0.1 input selectivity. A TEN has scale 1 only."""
+    out: dict[int, list[torch.Tensor]] = {}
+    for block in model.blocks:
+        mixer = block.mixer
+        hten = isinstance(mixer, HTENLayer)
+        pairs = zip(mixer.scales, mixer.cores) if hten else [(1, mixer.core)]
+        for s, core in pairs:
+            out.setdefault(s, []).append(core.alpha.detach().double().cpu())
+    return {s: torch.cat(a) for s, a in sorted(out.items())}
+
+
+@torch.no_grad()
+def spectrum_summary(model: TENLM) -> dict[str, float]:
+    """Quantiles p10 / p50 / p90 over all eigenstates of |λ| = σ(α) (`lambda_abs_pNN`) and of the
+    memory in tokens s/(1−|λ|) = s·(1 + e^α) (`memory_pNN`); with HTEN also per scale s
+    (`memory_pNN_s{s}`)."""
+    out: dict[str, float] = {}
+    lams, mems = [], []
+    for s, alpha in spectrum(model).items():
+        mem = s * (1.0 + alpha.clamp(max=700.0).exp())  # 1/(1 − σ(α)) = 1 + e^α, exact
+        lams.append(torch.sigmoid(alpha))
+        mems.append(mem)
+        if model.cfg.use_hten:
+            for q in QUANTILES:
+                out[f"memory_p{round(100 * q):02d}_s{s}"] = float(torch.quantile(mem, q))
+    lam, mem = torch.cat(lams), torch.cat(mems)
+    for q in QUANTILES:
+        out[f"lambda_abs_p{round(100 * q):02d}"] = float(torch.quantile(lam, q))
+        out[f"memory_p{round(100 * q):02d}"] = float(torch.quantile(mem, q))
+    return out
 
 
 def count_parameters(cfg: TENConfig) -> int:

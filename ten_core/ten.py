@@ -13,7 +13,19 @@ coupling R = I + ε·M per head, gated by the input, and projected back to d:
 
     y(t) = W_out( Re(Σ_k (R c(t))_k V_k) ⊙ silu(W_gate x(t)) ).
 
-The energy E(t) = Σ_k |c_k(t)|² is returned beside the output for the energy regularizer.
+Energy. The raw state energy Σ_k |c_k(t)|² is not a property of the model's behaviour: scaling
+β_k by s and V_k by 1/s leaves every output unchanged and multiplies it by s², so a penalty on it
+can be met by moving scale from W_β into V (or into W_out). The energy returned beside the output
+is therefore measured against each eigenstate's own input power, per sequence:
+
+    E(t) = mean_k |c_k(t)|² / P_k,    P_k = mean_t' |β_k(t')|²  (over the sequence),
+
+the power gain of eigenstate k's filter on its input — invariant to any (complex) rescaling of
+β_k, so to every β ↔ read-out rescaling, and set by the spectrum and by how coherent the input
+is over time: ≈ 1/(1−|λ|²) for uncorrelated input, up to ≈ 1/(1−|λ|)² for constant input.
+Penalizing it shortens memories or decorrelates what they integrate; it changes the function.
+`EigenstateCore.energy` (raw) remains for the stability bound, and the one-step API (which
+cannot know the sequence's input power) returns the raw energy.
 """
 from __future__ import annotations
 
@@ -27,6 +39,7 @@ from ten_core.config import TENConfig
 from ten_core.scan import eigen_scan, eigen_scan_ref, eigen_step
 
 SELECTIVITY = 0.1  # |Δα|, |Δω| ≤ 0.1: input can nudge, not override, the learned spectrum
+TINY_POWER = 1e-30  # P_k floor: a row with β_k ≡ 0 has c_k ≡ 0 and relative energy 0
 
 
 class EigenstateCore(nn.Module):
@@ -34,11 +47,13 @@ class EigenstateCore(nn.Module):
 
     def __init__(self, d_model: int, n_eigen: int, n_heads: int, *, chunk_size: int = 16,
                  scan_method: str = "unrolled", resonance_eps: float = 0.1,
-                 alpha_init: tuple[float, float] = (-3.0, 0.0)):
+                 alpha_init: tuple[float, float] = (-3.0, 0.0), decay_init: str = "paper",
+                 memory_range: tuple[float, float] = (1.05, 128.0)):
         super().__init__()
         assert n_eigen % n_heads == 0, "validated by TENConfig"
         self.d_model, self.n_eigen, self.n_heads = d_model, n_eigen, n_heads
         self.chunk_size, self.scan_method, self.alpha_init = chunk_size, scan_method, alpha_init
+        self.decay_init, self.memory_range = decay_init, memory_range  # memory_range in steps
         K, hk = n_eigen, n_eigen // n_heads
         # One projection, one GEMM: [β as (re, im) pairs (2K) | (Δα, Δω) pre-activations (2K)].
         # No bias: a constant β would drive every state without input, and a constant Δα, Δω is
@@ -59,10 +74,18 @@ class EigenstateCore(nn.Module):
     def reset_parameters(self) -> None:
         K = self.n_eigen
         with torch.no_grad():
-            # Decay: α ~ U(−3, 0) puts |λ| = σ(α) in [0.047, 0.5] — the TEN paper's appendix.
-            # That is a short memory at init (e-folding ≤ 1.4 steps); longer memories are learned
-            # (α has no weight decay) and HTEN's coarse scales stretch each step over s tokens.
-            self.alpha.uniform_(*self.alpha_init)
+            if self.decay_init == "long":
+                # Memory τ = 1/(1−|λ|) = Σ_t |λ|^t, the total weight an input keeps, in steps,
+                # log-uniform over memory_range (S4D / Mamba spread time-scales the same way):
+                #   |λ| = σ(α) = 1 − 1/τ   ⇔   α = logit(1 − 1/τ) = ln(τ − 1).
+                # (1.05, 128) gives α ∈ [−3.0, 4.84], |λ| ∈ [0.048, 0.992].
+                lo, hi = (math.log(m) for m in self.memory_range)
+                tau = torch.empty(K).uniform_(lo, hi).exp_()
+                self.alpha.copy_(torch.log(tau - 1.0))
+            else:
+                # "paper": α ~ U(−3, 0), |λ| = σ(α) ∈ [0.047, 0.5] — the TEN paper's appendix: a
+                # short memory (τ ≤ 2 steps) that AdamW (|Δα| ≲ lr per step) can only slowly grow.
+                self.alpha.uniform_(*self.alpha_init)
             # Frequencies evenly spread over [0, 2π): the K eigenstates start as a Fourier-like
             # basis, each rotating at a distinct rate, so none is redundant at init.
             self.omega.copy_(torch.arange(K, dtype=torch.float32) * (2 * math.pi / K))
@@ -96,8 +119,16 @@ class EigenstateCore(nn.Module):
 
     @staticmethod
     def energy(c: torch.Tensor) -> torch.Tensor:
-        """E = Σ_k |c_k|² : (..., K) complex -> (...). Via the real view: |·| has no grad at 0."""
+        """Raw E = Σ_k |c_k|²: (..., K) complex -> (...). Real view: |·| has no grad at 0."""
         return torch.view_as_real(c).square().sum(dim=(-1, -2))
+
+    @staticmethod
+    def relative_energy(c: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """mean_k |c_k(t)|² / P_k with P_k = mean_t |β_k(t)|²: (B, T, K) × 2 complex -> (B, T).
+        Each row is normalized by its own input power (probe rows never touch data rows)."""
+        power = torch.view_as_real(beta).square().sum(-1).mean(dim=1, keepdim=True)  # (B, 1, K)
+        e = torch.view_as_real(c).square().sum(-1)  # (B, T, K)
+        return (e / power.clamp_min(TINY_POWER)).mean(dim=-1)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *,
                 reference: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -108,12 +139,12 @@ class EigenstateCore(nn.Module):
             else:
                 c, last = eigen_scan(beta, log_mag, angle, state, chunk_size=self.chunk_size,
                                      method=self.scan_method)
-            energy = self.energy(c)  # (B, T)
+            energy = self.relative_energy(c, beta)  # (B, T)
         return self.readout(c).to(x.dtype), energy, last
 
     def step(self, x: torch.Tensor, state: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One token: x (B, d), state (B, K) -> read-out (B, d), energy (B,), new state (B, K)."""
+        """One token: x (B, d), state (B, K) -> read-out (B, d), raw energy (B,), state (B, K)."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             c = eigen_step(*self.spectrum(x.float()), state)  # (B, K)
         return self.readout(c).to(x.dtype), self.energy(c), c
@@ -130,7 +161,8 @@ class TENLayer(nn.Module):
         d = cfg.d_model
         self.core = EigenstateCore(d, cfg.n_eigen, cfg.n_heads, chunk_size=cfg.chunk_size,
                                    scan_method=cfg.scan_method,
-                                   resonance_eps=cfg.resonance_eps, alpha_init=cfg.alpha_init)
+                                   resonance_eps=cfg.resonance_eps, alpha_init=cfg.alpha_init,
+                                   decay_init=cfg.decay_init, memory_range=cfg.memory_range)
         self.gate = nn.Linear(d, d)
         self.out_proj = nn.Linear(d, d)
         self.out_proj._residual = True  # scaled init, see TENLM._init_weights

@@ -1,5 +1,7 @@
-"""Byte-level data for the ten_lm workload: a file named in the config, or a generated corpus.
+"""Byte-level data for the ten_lm workload: real text from the standard library (default), a file
+named in the config, or a generated corpus.
 
+* `corpus: stdlib` — the Python standard library's own source text: workloads/corpus.py.
 * A `.npy` file holds a 1-D array of integer tokens in [0, 256) (a pre-tokenized byte stream);
   any other file is read as raw bytes (UTF-8 text is just bytes to a byte-level model).
 * With no file, `generate_corpus(n_bytes, seed)` writes a synthetic English-like text with
@@ -15,6 +17,8 @@
 
   The corpus depends only on (n_bytes, seed): `random.Random` is stable across Python versions,
   so every trial of a sweep, and every rank, sees the same bytes. Nothing is downloaded.
+* `unigram`, `make_probes`, `entropy_bits`: a stream's byte distribution, i.i.d. probe
+  sequences drawn from it (ten_lm's content-free probes), and its entropy.
 """
 from __future__ import annotations
 
@@ -26,9 +30,11 @@ import random
 import numpy as np
 import torch
 
+from workloads.corpus import stdlib_split
 from workloads.knobs import ConfigError
 
 VOCAB_SIZE = 256
+GENERATED_BYTES = 1_000_000  # the generated corpus's size when corpus_bytes = 0
 
 _CONSONANTS = "bcdfghjklmnprstvwz"
 _VOWELS = "aeiou"
@@ -104,9 +110,39 @@ def generate_corpus(n_bytes: int, seed: int = 0) -> np.ndarray:
 
 
 def load_corpus(data_path: str | None, corpus_bytes: int, corpus_seed: int) -> np.ndarray:
+    """The generated corpus (data_path None) or the named file, as one stream."""
     if data_path is None:
-        return generate_corpus(int(corpus_bytes), int(corpus_seed))
+        return generate_corpus(int(corpus_bytes) or GENERATED_BYTES, int(corpus_seed))
     return load_bytes(data_path)
+
+
+def corpus_splits(corpus: str, data_path: str | None, corpus_bytes: int, corpus_seed: int,
+                  val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val): a named file or the generated corpus split at the tail, or the stdlib
+    corpus split by file. A data_path wins over `corpus`."""
+    if data_path is None and corpus == "stdlib":
+        return stdlib_split(val_fraction, corpus_bytes)
+    return split(load_corpus(data_path, corpus_bytes, corpus_seed), val_fraction)
+
+
+def unigram(data: np.ndarray) -> torch.Tensor:
+    """The byte distribution of `data`: float64 (256,), sums to 1."""
+    counts = np.bincount(np.asarray(data, dtype=np.uint8), minlength=VOCAB_SIZE)
+    return torch.from_numpy(counts / max(counts.sum(), 1))
+
+
+def make_probes(n: int, seq_len: int, generator: torch.Generator,
+                probs: torch.Tensor) -> torch.Tensor:
+    """Content-free inputs (n, seq_len) int64: bytes drawn i.i.d. from `probs` (a unigram), so
+    their frequencies are the corpus's and their order carries no information."""
+    idx = torch.multinomial(probs.double(), n * seq_len, replacement=True, generator=generator)
+    return idx.view(n, seq_len)
+
+
+def entropy_bits(p: torch.Tensor) -> float:
+    """Shannon entropy (bits) of a probability vector."""
+    p = p[p > 0].double()
+    return float(-(p * p.log2()).sum())
 
 
 def split(data: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

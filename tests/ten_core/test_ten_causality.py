@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ten_core import TENConfig, TENLM
+from ten_core import DECAY_INITS, TENConfig, TENLM
 from ten_core import hten
 from ten_core.scan import SCAN_METHODS
 
@@ -28,19 +28,21 @@ def max_leak(model: TENLM, x: torch.Tensor, t: int) -> tuple[float, float]:
     return past, future
 
 
-def make_model(scales=None, method="unrolled") -> TENLM:
+def make_model(scales=None, method="unrolled", decay_init="paper") -> TENLM:
     torch.manual_seed(0)
     cfg = TENConfig(d_model=32, n_layers=2, n_eigen=24, n_heads=2, chunk_size=8,
                     scan_method=method, use_hten=scales is not None,
-                    hten_scales=tuple(scales or (1, 2, 4, 8)))
+                    hten_scales=tuple(scales or (1, 2, 4, 8)), decay_init=decay_init,
+                    memory_range=(1.05, T))
     return TENLM(cfg).eval()
 
 
+@pytest.mark.parametrize("decay_init", DECAY_INITS)
 @pytest.mark.parametrize("method", SCAN_METHODS)
 @pytest.mark.parametrize("scales", [None, [1, 2], [1, 2, 4], [1, 2, 4, 8]],
                          ids=["ten", "hten-1-2", "hten-1-2-4", "hten-1-2-4-8"])
-def test_future_tokens_do_not_change_past_logits(scales, method):
-    model = make_model(scales, method)
+def test_future_tokens_do_not_change_past_logits(scales, method, decay_init):
+    model = make_model(scales, method, decay_init)
     x = torch.randint(0, 256, (2, T), generator=torch.Generator().manual_seed(1))
     for t in CUTS:
         past, future = max_leak(model, x, t)

@@ -39,6 +39,9 @@ def test_preset_regularization_and_hten():
     (dict(chunk_size=1), "chunk_size"),
     (dict(dropout=1.5), "dropout"),
     (dict(scan_method="fft"), "scan_method"),
+    (dict(decay_init="s4d"), "decay_init"),
+    (dict(memory_range=(1.0, 128.0)), "memory_range"),
+    (dict(memory_range=(64.0, 8.0)), "memory_range"),
 ])
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field) as info:
@@ -62,3 +65,13 @@ def test_all_problems_reported_at_once():
 def test_scales_accept_lists_and_divisible_counts():
     cfg = TENConfig(use_hten=True, n_eigen=48, n_heads=2, hten_scales=[1, 2, 4])
     assert cfg.hten_scales == (1, 2, 4) and cfg.eigen_per_scale == 16
+
+
+@pytest.mark.parametrize("preset, scales", [("tiny", (1, 2)), ("tiny", (1, 2, 4)),
+                                            ("tiny", (1, 2, 4, 8)), ("nano", (1, 2, 4, 8))])
+def test_hten_and_ten_have_equal_parameter_budgets(preset, scales):
+    """HTEN splits the K eigenstates over its scales (K/|S| per core), so it adds cores, not
+    parameters: the counts differ only by the smaller block-diagonal resonance (< 1 %)."""
+    ten = count_parameters(TENConfig.from_preset(preset))
+    hten = count_parameters(TENConfig.from_preset(preset, use_hten=True, hten_scales=scales))
+    assert abs(hten - ten) <= 0.01 * ten, (ten, hten)

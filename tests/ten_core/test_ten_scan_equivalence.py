@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ten_core import TENConfig, TENLM
+from ten_core import DECAY_INITS, TENConfig, TENLM
 from ten_core.scan import SCAN_METHODS, eigen_scan, eigen_scan_ref, eigen_step
 from ten_core.ten import EigenstateCore
 
@@ -12,10 +12,10 @@ torch.set_num_threads(1)
 TOL = dict(rtol=1e-5, atol=1e-5)  # fp32
 
 
-def selective_inputs(B=2, T=37, d=16, K=12, seed=0):
+def selective_inputs(B=2, T=37, d=16, K=12, seed=0, decay_init="paper"):
     """β, log|λ|, angle from a real EigenstateCore on random input: selectivity on (Δα, Δω ≠ 0)."""
     torch.manual_seed(seed)
-    core = EigenstateCore(d, K, 2)
+    core = EigenstateCore(d, K, 2, decay_init=decay_init, memory_range=(1.05, 64.0))
     with torch.no_grad():
         core.in_proj.weight[2 * K:].mul_(20.0)  # (Δα, Δω) rows: make them vary a lot
     x = torch.randn(B, T, d)
@@ -34,11 +34,12 @@ def run_steps(beta, log_mag, angle, state=None):
     return torch.stack(out, 1)
 
 
+@pytest.mark.parametrize("decay_init", DECAY_INITS)
 @pytest.mark.parametrize("method", SCAN_METHODS)
 @pytest.mark.parametrize("chunk", [2, 3, 8, 16, 64])
 @pytest.mark.parametrize("T", [1, 37, 64])
-def test_chunked_equals_sequential_equals_steps(method, chunk, T):
-    beta, log_mag, angle = selective_inputs(T=T)
+def test_chunked_equals_sequential_equals_steps(method, chunk, T, decay_init):
+    beta, log_mag, angle = selective_inputs(T=T, decay_init=decay_init)
     fast, last = eigen_scan(beta, log_mag, angle, chunk_size=chunk, method=method)
     ref, ref_last = eigen_scan_ref(beta, log_mag, angle)
     steps = run_steps(beta, log_mag, angle)
@@ -112,13 +113,16 @@ def test_extreme_decays_stay_finite_with_gradients(method):
     torch.testing.assert_close(c, ref, rtol=1e-5, atol=1e-4)  # |c| grows to ~T with |λ| = 1
 
 
+@pytest.mark.parametrize("decay_init", DECAY_INITS)
 @pytest.mark.parametrize("method", SCAN_METHODS)
 @pytest.mark.parametrize("use_hten", [False, True])
-def test_model_forward_equals_reference_and_steps(use_hten, method):
-    """Whole model: chunked forward == sequential-scan forward == token-by-token step()."""
+def test_model_forward_equals_reference_and_steps(use_hten, method, decay_init):
+    """Whole model: chunked forward == sequential-scan forward == token-by-token step(), for
+    short (paper) and long (|λ| up to 0.97 here) memories."""
     torch.manual_seed(0)
     cfg = TENConfig(d_model=32, n_layers=2, n_eigen=16, n_heads=2, chunk_size=4,
-                    scan_method=method, use_hten=use_hten, hten_scales=(1, 2, 4, 8))
+                    scan_method=method, use_hten=use_hten, hten_scales=(1, 2, 4, 8),
+                    decay_init=decay_init, memory_range=(1.05, 29.0))
     model = TENLM(cfg).eval()
     x = torch.randint(0, 256, (2, 29))
     with torch.no_grad():
