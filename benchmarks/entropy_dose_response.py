@@ -33,16 +33,11 @@ ARMS = ("blurred", "sharp")
 
 
 def train_one(job: dict) -> dict:
-    import torch
-    torch.set_num_threads(1)
-    import workloads.saliency as W
-    from workloads.contract import LocalSession
-    session = LocalSession()
-    t0 = time.perf_counter()
-    W.train(job["knobs"], session)
-    last = session.history[-1]
+    from benchmarks.common import train_once
+    history, seconds = train_once("saliency", job["knobs"])
+    last = history[-1]
     return {**job, "metrics": {k: last[k] for k in METRICS + CEILINGS + ("probe_steps",)},
-            "seconds": time.perf_counter() - t0}
+            "seconds": seconds}
 
 
 def mean_sd(values) -> tuple[float, float]:
