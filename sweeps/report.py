@@ -283,15 +283,8 @@ def rung_agreement(space: Space, trials: Sequence[Mapping[str, Any]]) -> list[di
     Kendall's τ between the ranking at that epoch and the final ranking, over the trials that
     ran every epoch (only they have both). [{rung, n, tau}]; empty without early stopping."""
     from scipy.stats import kendalltau
-    es = space.early_stop
     epochs = space.epochs()
-    max_t = es.max_iter or epochs if es else 0
-    if es is None or es.min_iter >= max_t:
-        return []
-    rungs, r = [], es.min_iter
-    while r < max_t:
-        rungs.append(r)
-        r *= es.eta
+    rungs = space.early_stop.rungs(epochs) if space.early_stop else []
     o = space.primary
     out = []
     for rung in rungs:

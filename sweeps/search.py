@@ -139,13 +139,12 @@ def make_searcher(space: Space, storage: Optional[str] = None,
 
 
 def make_scheduler(space: Space) -> TrialScheduler:
-    max_t = space.early_stop.max_iter or space.epochs() if space.early_stop else 0
-    if space.early_stop is None or space.early_stop.min_iter >= max_t:
+    if space.early_stop is None or not space.early_stop.rungs(space.epochs()):
         # no rung before the last epoch (e.g. --smoke's 2 epochs): nothing to stop early
         return FIFOScheduler()
     # `epoch` (reported by every workload) rather than Tune's training_iteration: a trial that
     # resumes from a checkpoint restarts its iteration count but not its epoch.
     return ASHAScheduler(
         time_attr=EPOCH, metric=space.primary.name, mode=space.primary.mode,
-        max_t=max_t,
+        max_t=space.early_stop.max_t(space.epochs()),
         grace_period=space.early_stop.min_iter, reduction_factor=space.early_stop.eta)

@@ -131,8 +131,20 @@ class EarlyStop:
     max_iter: int | None = None  # default: the trial's epochs
     requested: str = "asha"      # the name the space used; ASHA runs either way
 
+    def max_t(self, epochs: int) -> int:
+        return self.max_iter or epochs
+
+    def rungs(self, epochs: int) -> list[int]:
+        """The epochs where ASHA compares trials: min_iter · eta^k before max_t. Empty when
+        min_iter leaves no rung before the end (then nothing can be stopped early)."""
+        rungs, r = [], self.min_iter
+        while r < self.max_t(epochs):
+            rungs.append(r)
+            r *= self.eta
+        return rungs
+
     def describe(self, epochs: int) -> str:
-        if self.min_iter >= (self.max_iter or epochs):
+        if not self.rungs(epochs):
             return f"none (min_iter {self.min_iter} leaves no rung before epoch {epochs})"
         name = "ASHA" if self.requested == "asha" else f"{self.requested} (W&B's name) runs as ASHA"
         return (f"{name} on {EPOCH}, grace {self.min_iter}, eta {self.eta}, "
