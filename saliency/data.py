@@ -20,10 +20,15 @@ hurt it (`ood`). `ood_transfer` gives it the in-domain input instead.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import os
+import tempfile
+import warnings
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -120,13 +125,140 @@ def load_data(mit_dir: str, cat_dir: str, image_size: int, *, split_seed: int, s
     return SaliencyData(ti, tc, train_input, val_set, ood, ood_transfer, content)
 
 
+# --------------------------------------------------------------------------------------------
+# Decoded data, cached on disk (once per machine and dataset, not once per worker per trial)
+# --------------------------------------------------------------------------------------------
+CACHE_ENV = "SALIENCY_DATA_CACHE"  # a directory; "off" disables; unset: <tmp>/saliency_cache
+CACHE_VERSION = 1                  # the key also holds a hash of the modules computing it
+CACHE_KEEP = 8                     # most recently used entries kept (MIT1003 at 64²: ~180 MB)
+
+
+def cache_dir() -> Optional[str]:
+    value = os.environ.get(CACHE_ENV, "")
+    if value.lower() == "off":
+        return None
+    return value or os.path.join(tempfile.gettempdir(), "saliency_cache")
+
+
+_CODE_VERSION: list[str] = []
+
+
+def _code_version() -> str:
+    """Hash of the modules that decide the cached values: an edit invalidates the cache."""
+    if not _CODE_VERSION:
+        h = hashlib.sha256()
+        for module in (D, synthetic, __import__("saliency.metrics", fromlist=["_"])):
+            with open(module.__file__, "rb") as f:
+                h.update(f.read())
+        with open(__file__, "rb") as f:
+            h.update(f.read())
+        _CODE_VERSION.append(h.hexdigest()[:16])
+    return _CODE_VERSION[0]
+
+
+def _files_fingerprint(root: Optional[str]) -> list:
+    """(relative path, size, mtime_ns) of every file under root: a changed, added or removed
+    file changes the cache key."""
+    if not root or not os.path.isdir(root):
+        return [root, None]
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            entries.append((os.path.relpath(path, root), st.st_size, st.st_mtime_ns))
+    return [os.path.abspath(root), entries]
+
+
+def _to_record(data: SaliencyData) -> dict:
+    def es(e: Optional[EvalSet]) -> Optional[dict]:
+        return None if e is None else dataclasses.asdict(e)
+    return {"train_images": data.train_images, "train_counts": data.train_counts,
+            "train_input": data.train_input, "val": es(data.val), "ood": es(data.ood),
+            "ood_transfer": es(data.ood_transfer), "content": es(data.content)}
+
+
+def _from_record(r: dict) -> SaliencyData:
+    def es(d: Optional[dict]) -> Optional[EvalSet]:
+        return None if d is None else EvalSet(**d)
+    return SaliencyData(r["train_images"], r["train_counts"], r["train_input"], es(r["val"]),
+                        es(r["ood"]), es(r["ood_transfer"]), es(r["content"]))
+
+
+def _disk_cached(kind: str, key_doc: dict, compute: Callable[[], dict]) -> dict:
+    """compute(), a dict of tensors / floats / strings, memoized in cache_dir() under a hash
+    of key_doc; unreadable entries are recomputed, writes are atomic (concurrent workers may
+    both compute; either rename leaves a complete file)."""
+    root = cache_dir()
+    if root is None:
+        return compute()
+    doc = json.dumps({"kind": kind, "version": CACHE_VERSION, "code": _code_version(),
+                      **key_doc}, sort_keys=True, default=str)
+    path = os.path.join(root, f"{kind}-{hashlib.sha256(doc.encode()).hexdigest()[:32]}.pt")
+    try:
+        record = torch.load(path, weights_only=True)
+        os.utime(path)  # recently used: kept by _prune
+        return record
+    except Exception:  # noqa: BLE001 — absent, torn or foreign: recompute (and replace it)
+        pass
+    record = compute()
+    try:
+        os.makedirs(root, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=root)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(record, f)
+        os.replace(tmp, path)
+        _prune(root)
+    except OSError:
+        pass  # a read-only or full disk: the cache is an optimisation only
+    return record
+
+
+def load_data_cached(mit_dir: str, cat_dir: str, image_size: int, **kwargs: Any) -> SaliencyData:
+    """`load_data`, memoized on disk (SALIENCY_DATA_CACHE): the decoded, resized tensors are
+    keyed by every argument and by the path, size and mtime of every file under the data
+    directories, so a dataset is decoded once per machine instead of once per worker per
+    trial. A hit is bit-identical to a fresh load and repeats the load's warnings (skip_bad)."""
+    key = {"image_size": image_size, "kwargs": kwargs, "mit": _files_fingerprint(mit_dir),
+           "cat": _files_fingerprint(cat_dir),
+           "content": _files_fingerprint(kwargs.get("content_dir"))}
+
+    def compute() -> dict:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = load_data(mit_dir, cat_dir, image_size, **kwargs)
+        return {**_to_record(data), "warnings": [str(w.message) for w in caught]}
+
+    record = dict(_disk_cached("data", key, compute))
+    for message in record.pop("warnings"):
+        warnings.warn(message, stacklevel=2)
+    return _from_record(record)
+
+
+def _prune(root: str) -> None:
+    entries = sorted((e for e in os.scandir(root) if e.name.endswith(".pt")
+                      and not e.name.startswith(".")), key=lambda e: e.stat().st_mtime,
+                     reverse=True)
+    for e in entries[CACHE_KEEP:]:
+        try:
+            os.unlink(e.path)
+        except OSError:
+            pass
+
+
 def neutral_probe_pool(train_images: torch.Tensor, n: int, size: int, seed: int, *,
                        generated: bool) -> torch.Tensor:
     """n position-neutral probe images (n, 3, S, S) uint8: freshly generated in-domain-style
     images with uniformly placed objects for the synthetic benchmark, else patch-shuffled
     training images (content without its place in the frame; no fixations used)."""
-    if generated:
-        return synthetic.neutral_probe_images(n, size, seed)
+    if generated:  # deterministic in (n, size, seed) and the generator: made once per machine
+        key = {"n": n, "size": size, "seed": seed, "generator": synthetic.FORMAT_VERSION}
+        return _disk_cached("probes", key, lambda: {
+            "images": synthetic.neutral_probe_images(n, size, seed)})["images"]
     return patch_shuffled(train_images, n, grid=4, seed=seed)
 
 

@@ -1,7 +1,9 @@
 """The MLflow store of a sweep: where it is, whether it answers, and the sweep's parent run.
 
-Ray-free, so `--dry-run` and input checks never import Ray. The per-trial child runs are
-written by `sweeps/tracking.py` (a Tune callback).
+Ray-free, so `--dry-run` and input checks never import Ray. The parent run is created here
+while the server answers (a sweep starts only then); every later write — the per-trial child
+runs (`sweeps/tracking.py`, a Tune callback) and the parent's end — goes through the sweep's
+spool (`sweeps/mlflow_spool.py`), so an outage cannot stop the sweep.
 """
 from __future__ import annotations
 
@@ -12,14 +14,14 @@ import urllib.error
 import urllib.request
 from typing import Any, Mapping, Optional, Sequence
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 from sweeps.errors import TrackingError, clip
+from sweeps.mlflow_spool import Spool
 from sweeps.space import Space
 from workloads.knobs import format_knob
 
-PARENT_TAG = "mlflow.parentRunId"
 
 
 def default_tracking_uri(run_dir: str) -> str:
@@ -85,24 +87,27 @@ def start_parent_run(uri: str, experiment_name: str, artifact_root: Optional[str
     return exp_id, run.info.run_id
 
 
-def finish_parent_run(uri: str, parent_run_id: str, best: Optional[Mapping[str, Any]],
-                      best_metrics: Mapping[str, float], files: list[str], failed: bool,
-                      plots: Sequence[str] = (), verdict: Any = None) -> None:
-    """Best knobs and metrics, the result files and plots as artifacts, the verdict as tags
-    (`verdict`, `verdict_trial`), and the run's final status."""
-    client = MlflowClient(uri)
+def finish_parent_run(spool: Spool, experiment_id: str, parent_run_id: str,
+                      best: Optional[Mapping[str, Any]], best_metrics: Mapping[str, float],
+                      files: list[str], failed: bool, plots: Sequence[str] = (),
+                      verdict: Any = None) -> None:
+    """Spool the end of the sweep's parent run: best knobs and metrics, the result files and
+    plots as artifacts, the verdict as tags (`verdict`, `verdict_trial`), any child left RUNNING
+    marked KILLED, and the parent's final status."""
+    run = {"run_id": parent_run_id}
     if verdict is not None:
-        client.set_tag(parent_run_id, "verdict", verdict.verdict)
-        client.set_tag(parent_run_id, "verdict_trial", verdict.trial_id or "")
+        spool.append({"op": "tags", **run, "tags": {"verdict": verdict.verdict,
+                                                    "verdict_trial": verdict.trial_id or ""}})
     for f in plots:
-        client.log_artifact(parent_run_id, f, "plots")
+        spool.append({"op": "artifacts", **run, "path": f, "artifact_path": "plots"})
     if best:
-        client.log_batch(parent_run_id, params=[Param(f"best.{k}", format_knob(v)[:6000])
-                                                for k, v in sorted(best.items())])
-    metrics = [Metric(f"best_{k}", float(v), now_ms(), 0)
-               for k, v in best_metrics.items() if math.isfinite(float(v))]
+        spool.append({"op": "params", **run, "params": {
+            f"best.{k}": format_knob(v)[:6000] for k, v in sorted(best.items())}})
+    metrics = {f"best_{k}": float(v) for k, v in best_metrics.items() if math.isfinite(float(v))}
     if metrics:
-        client.log_batch(parent_run_id, metrics=metrics)
+        spool.append({"op": "metrics", **run, "step": 0, "ts": now_ms(), "metrics": metrics})
     for f in files:
-        client.log_artifact(parent_run_id, f, "results")
-    client.set_terminated(parent_run_id, "FAILED" if failed else "FINISHED")
+        spool.append({"op": "artifacts", **run, "path": f, "artifact_path": "results"})
+    spool.append({"op": "end_children", **run, "experiment_id": experiment_id,
+                  "status": "KILLED"})
+    spool.append({"op": "terminate", **run, "status": "FAILED" if failed else "FINISHED"})

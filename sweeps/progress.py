@@ -33,6 +33,18 @@ class ProgressPrinter(tune.Callback):
         state["stream"] = None  # sys.stdout does not pickle; Tune saves callbacks
         return state
 
+    # Tune restores a callback's state from these on --resume: the tallies go on from there.
+    def get_state(self) -> dict:
+        return {"counts": dict(self.counts), "best": self.best, "last": dict(self.last),
+                "running": sorted(self.running)}
+
+    def set_state(self, state: dict) -> None:
+        self.counts.update(state.get("counts", {}))
+        best = state.get("best")
+        self.best = None if best is None else (float(best[0]), str(best[1]))
+        self.last = dict(state.get("last", {}))
+        self.running = set(state.get("running", []))
+
     def say(self, text: str) -> None:
         stream = self.stream or sys.stdout
         print(f"[{time.time() - self.started:6.0f}s] {text}", file=stream, flush=True)

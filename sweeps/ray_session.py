@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import math
+import posixpath
+import sys
 from typing import Mapping, Sequence
 
+import pyarrow.fs
 import ray.train
 import ray.train.torch
 
 from sweeps.keys import DIVERGED
 
+# Ray Train names a run's checkpoint folders checkpoint_<YYYY-mm-dd_HH-MM-SS.ffffff>: by name is
+# by age (ray/train/v2/_internal/execution/storage.py, make_default_checkpoint_dir_name).
+CHECKPOINT_PREFIX = "checkpoint_"
 
 
 def sanitize_metrics(metrics: Mapping[str, float],
@@ -22,6 +28,59 @@ def sanitize_metrics(metrics: Mapping[str, float],
             clean[name] = math.inf if goal == "minimize" else -math.inf
             clean[DIVERGED] = 1.0
     return clean
+
+
+def older_checkpoints(filesystem: pyarrow.fs.FileSystem, path: str) -> list[str]:
+    """The `checkpoint_*` folders beside `path` in its run's storage folder that are older than
+    it, newest first (paths on `filesystem`: local, NFS, S3, GCS alike). Newer ones were never
+    registered by Ray Train (a crash mid-upload) and are left out."""
+    parent, name = posixpath.split(path.rstrip("/"))
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
+    names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
+             and i.base_name.startswith(CHECKPOINT_PREFIX) and i.base_name < name]
+    return [posixpath.join(parent, n) for n in sorted(names, reverse=True)]
+
+
+class CheckpointDirs(Sequence[str]):
+    """Checkpoints to resume from, newest first, as local directories: each is copied to local
+    disk (Checkpoint.to_directory) only when the loop asks for it; `label(i)` names it without
+    copying."""
+
+    def __init__(self, checkpoints: Sequence[ray.train.Checkpoint]):
+        self._checkpoints = list(checkpoints)
+        self._local: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._checkpoints)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        if i not in self._local:
+            self._local[i] = self._checkpoints[i].to_directory()
+        return self._local[i]
+
+    def label(self, i: int) -> str:
+        return self._checkpoints[i].path
+
+
+def restore_candidates(checkpoint: ray.train.Checkpoint | None) -> CheckpointDirs:
+    """The checkpoint Ray Train restored, then the older ones kept in the same run folder."""
+    if checkpoint is None:
+        return CheckpointDirs([])
+    try:
+        older = older_checkpoints(checkpoint.filesystem, checkpoint.path)
+    except Exception as exc:  # noqa: BLE001 — listing is best effort; the latest still loads
+        line = " ".join(f"WARNING: cannot list older checkpoints beside {checkpoint.path} "
+                        f"({type(exc).__name__}: {exc}); only the latest can be resumed "
+                        f"from".split())
+        print(line[:400], file=sys.stderr, flush=True)
+        older = []
+    fs = checkpoint.filesystem
+    return CheckpointDirs([checkpoint] + [ray.train.Checkpoint(p, filesystem=fs) for p in older])
 
 
 class RaySession:
@@ -38,9 +97,14 @@ class RaySession:
         self.rank = ctx.get_world_rank()
         self.device = ray.train.torch.get_device()
         self.objectives = list(objectives)
-        checkpoint = ray.train.get_checkpoint()
-        # to_directory() copies a (possibly remote) checkpoint to local disk.
-        self.restored_checkpoint_dir = checkpoint.to_directory() if checkpoint else None
+        # Newest first: Ray Train's latest checkpoint of this run, then the older ones kept
+        # beside it, which the loop falls back to when a newer one does not load.
+        self.restored_checkpoint_dirs = restore_candidates(ray.train.get_checkpoint())
+
+    @property
+    def restored_checkpoint_dir(self) -> str | None:
+        """The latest checkpoint as a local directory (copied from storage on first use)."""
+        return self.restored_checkpoint_dirs[0] if self.restored_checkpoint_dirs else None
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: str | None = None) -> None:
         clean = sanitize_metrics(metrics, self.objectives)

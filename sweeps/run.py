@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,10 +75,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="parent folder of sweep dirs")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep --name (default: the latest of --space)")
+    p.add_argument("--sync-mlflow", action="store_true",
+                   help="send the MLflow writes a sweep (--name) spooled while its tracking "
+                        "server was down, then exit")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
     p.add_argument("--smoke", action="store_true", help="tiny budget and model sizes")
     p.add_argument("--ray-temp-dir", help=argparse.SUPPRESS)
     return p
+
+
+def existing_run_dir(args: argparse.Namespace, flag: str) -> str:
+    """The sweep a --resume / --sync-mlflow acts on: --name, else the latest of --space."""
+    if args.name:
+        return os.path.join(args.output, args.name)
+    if args.space:
+        stem = os.path.splitext(os.path.basename(args.space))[0]
+        run_dir = latest_run_dir(args.output, stem)
+        if run_dir is None:
+            raise BadInput(f"{flag}: no sweep of {clip(args.space, 200)} in "
+                           f"{clip(args.output, 200)}")
+        return run_dir
+    raise BadInput(f"{flag}: give --name (or --space for its latest sweep)")
 
 
 def build(args: argparse.Namespace) -> Sweep:
@@ -85,16 +104,7 @@ def build(args: argparse.Namespace) -> Sweep:
     if args.mlflow_uri is not None:  # else --resume keeps the tracking store the sweep used
         common["mlflow_uri"] = args.mlflow_uri
     if args.resume:
-        if args.name:
-            run_dir = os.path.join(args.output, args.name)
-        elif args.space:
-            stem = os.path.splitext(os.path.basename(args.space))[0]
-            run_dir = latest_run_dir(args.output, stem)
-            if run_dir is None:
-                raise BadInput(f"--resume: no sweep of {args.space} in {args.output}")
-        else:
-            raise BadInput("--resume: give --name (or --space to resume its latest sweep)")
-        return Sweep.resume_from(run_dir, **common)
+        return Sweep.resume_from(existing_run_dir(args, "--resume"), **common)
     if not args.space:
         raise BadInput("--space: required (a file, or a name in search_spaces/)")
     return Sweep.from_yaml(args.space, trials=args.trials, max_concurrent=args.max_concurrent,
@@ -106,9 +116,27 @@ def build(args: argparse.Namespace) -> Sweep:
                            **common)
 
 
+def _interrupted(signum, frame):
+    # SIGTERM (a scheduler's or a terminal's "stop") ends like Ctrl-C: Ray is shut down, the
+    # MLflow runs are marked KILLED, and --resume continues.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupted) if on_main_thread else None
     try:
+        return _main(args)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        if args.sync_mlflow:
+            return sync_mlflow(args)
         sweep = build(args)
         sweep.check_inputs(write_probe=not args.dry_run)  # --dry-run writes nothing
         if args.dry_run:
@@ -128,6 +156,22 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 1
     return 0 if result.best_config is not None else 1
+
+
+def sync_mlflow(args: argparse.Namespace) -> int:
+    """--sync-mlflow: replay a sweep's spool into its tracking store (0: all sent, 1: the
+    server still does not answer; what is left stays in the spool)."""
+    from sweeps.mlflow_spool import replay
+    sweep = Sweep.resume_from(existing_run_dir(args, "--sync-mlflow"), flag="--sync-mlflow",
+                              mlflow_uri=args.mlflow_uri)
+    sent, left, error = replay(sweep.run_dir, sweep.tracking_uri)
+    if left:
+        print(f"MLflow {clip(sweep.tracking_uri, 200)}: sent {sent}, {left} still waiting "
+              f"({error}); try again when the server answers", file=sys.stderr)
+        return 1
+    print(f"MLflow {clip(sweep.tracking_uri, 200)}: sent {sent} spooled write(s); "
+          f"the spool of {sweep.name} is empty")
+    return 0
 
 
 def print_problems(problems: list[str]) -> None:

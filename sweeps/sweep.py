@@ -44,6 +44,7 @@ class SweepResult:
     run_dir: str
     verdict: Optional[Verdict] = None  # the confirmation's decision (None without `confirm`)
     report_path: Optional[str] = None  # report.md in the run directory
+    mlflow_waiting: int = 0  # MLflow writes still in the spool (server unreachable at the end)
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,12 @@ class Sweep:
         return cls(load_space(space_file), overrides=overrides, **kwargs)
 
     @classmethod
-    def resume_from(cls, run_dir: str, **kwargs: Any) -> "Sweep":
-        """The sweep stored in `run_dir`, with the space and overrides it was started with."""
+    def resume_from(cls, run_dir: str, flag: str = "--resume", **kwargs: Any) -> "Sweep":
+        """The sweep stored in `run_dir`, with the space and overrides it was started with
+        (`flag`: the option named in errors)."""
         state_path = os.path.join(run_dir, STATE_FILE)
         if not os.path.isfile(state_path):
-            raise BadInput(f"--resume: {clip(run_dir, 200)} holds no sweep ({STATE_FILE} missing)")
+            raise BadInput(f"{flag}: {clip(run_dir, 200)} holds no sweep ({STATE_FILE} missing)")
         state = read_state(state_path)
         space = load_space(os.path.join(run_dir, SPACE_COPY))
         space = dataclasses.replace(space, path=state["space_path"])
@@ -178,7 +180,9 @@ class Sweep:
         """
         from sweeps.mlflow_store import check_tracking_uri
         self._check_output(write_probe)
-        if self.mlflow_uri:
+        # A new sweep needs the server to create its parent run. A resumed one has it already
+        # and spools its writes until the server answers (sweeps/mlflow_spool.py).
+        if self.mlflow_uri and getattr(self, "_state", None) is None:
             check_tracking_uri(self.mlflow_uri)
 
     def _check_output(self, write_probe: bool) -> None:
@@ -237,6 +241,7 @@ class Sweep:
         """Run (or with resume=True, continue) the sweep; blocks until every trial ended."""
         import ray
 
+        from sweeps import local_ray
         from sweeps.capacity import check_capacity
         from sweeps.mlflow_store import ui_hint
         from sweeps.tuner import send_library_logs_to, start_ray
@@ -251,16 +256,24 @@ class Sweep:
         # A sweep killed right after a trial finished would re-run that trial on --resume; our
         # trials are long and the state small, so save within a second.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+        output = os.path.dirname(self.run_dir)
+        if self.address is None:  # what a killed sweep's local Ray left behind in this folder
+            local_ray.stop_orphans(output)
         started = start_ray(self.address, self.ray_temp_dir)
+        writer = None
         try:
             # Fail fast, before anything is written, if one trial can never be placed.
             lines = check_capacity(Demand.of(self.space), ray.cluster_resources(),
                                    _autoscaler_max())
             if not resume:
                 self._prepare_new()
+            if started and self.address is None:
+                local_ray.record_session(output)
             send_library_logs_to(os.path.join(self.run_dir, "sweep.log"))
+            local_ray.route_raylet_messages(self._say)
             self._say("\n".join(lines))
             tuner, exp_id, parent_id = self._open_tuner(state)
+            writer = self._start_writer(parent_id, reopen=resume)
             self._say(ui_hint(self.tracking_uri, exp_id))
             # once the confirmation has started, the search is over: read its results only
             in_confirm = bool(state and state.get("confirm"))
@@ -268,11 +281,42 @@ class Sweep:
                                     self.space)
             confirm_runs, finalists, seeds = self._confirm(search, state, exp_id, parent_id)
             result = self._finish(search, confirm_runs, finalists, seeds, exp_id, parent_id)
+        except BaseException as e:
+            if writer is not None:  # record how it ended; --resume reopens the runs
+                status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+                writer.spool.append({"op": "end_children", "run_id": parent_id,
+                                     "experiment_id": exp_id, "status": "KILLED"})
+                writer.spool.append({"op": "terminate", "run_id": parent_id, "status": status})
+                self._close_writer(writer, patience_s=15)
+            raise
         finally:
             if started:
                 ray.shutdown()
+                local_ray.forget_session(output)
+        result.mlflow_waiting = self._close_writer(writer)
         self._say(ui_hint(self.tracking_uri, exp_id))
         return result
+
+    def _start_writer(self, parent_id: str, reopen: bool):
+        """The background MLflow writer of this sweep (sweeps/mlflow_spool.py)."""
+        from sweeps.mlflow_spool import Spool, SpoolWriter, quick_failing_requests
+        quick_failing_requests()
+        spool = Spool(self.run_dir)
+        if reopen:  # a resumed sweep is running again (its end set KILLED/FAILED)
+            spool.append({"op": "status", "run_id": parent_id, "status": "RUNNING"})
+        return SpoolWriter(spool, self.tracking_uri, on_event=self._say).start()
+
+    def _close_writer(self, writer, patience_s: float = 120.0) -> int:
+        """Send what the spool still holds; say in one line what could not be sent."""
+        if writer is None:
+            return 0
+        left = writer.close(patience_s)
+        if left:
+            self._say(f"MLflow: {left} write(s) wait in {writer.spool.path} "
+                      f"({writer.last_error or 'not sent yet'}); send them when the server "
+                      f"answers: python sweeps/run.py --sync-mlflow --name {self.name} "
+                      f"--output {os.path.dirname(self.run_dir)}")
+        return left
 
     def _resume_state(self) -> dict:
         state = getattr(self, "_state", None)
@@ -351,7 +395,7 @@ class Sweep:
     def _callbacks(self, exp_id: str, parent_id: str) -> list:
         from sweeps.progress import ProgressPrinter
         from sweeps.tracking import MlflowTrialTracker
-        callbacks = [MlflowTrialTracker(self.tracking_uri, exp_id, parent_id, self.space)]
+        callbacks = [MlflowTrialTracker(self.run_dir, exp_id, parent_id, self.space)]
         if not self.quiet:
             callbacks.append(ProgressPrinter(self.space))
         return callbacks
@@ -359,6 +403,7 @@ class Sweep:
     def _finish(self, search: list[dict], confirm_runs: list[dict], finalists: list[dict],
                 seeds: list[int], exp_id: str, parent_id: str) -> SweepResult:
         from sweeps import confirm
+        from sweeps.mlflow_spool import Spool
         from sweeps.mlflow_store import finish_parent_run
         from sweeps.plots import write_plots
         from sweeps.report import (best_trial, format_table, results_table, rung_agreement,
@@ -378,7 +423,7 @@ class Sweep:
         for warning in rung_warning(rung_agreement(self.space, search)):
             self._say("warning: " + warning)
         best_metrics = {o.name: best[o.name] for o in self.space.objectives} if best is not None else {}
-        finish_parent_run(self.tracking_uri, parent_id, best_knobs, best_metrics,
+        finish_parent_run(Spool(self.run_dir), exp_id, parent_id, best_knobs, best_metrics,
                           files + [report], failed=best is None, plots=plots, verdict=verdict)
         self._say(format_table(df))
         if verdict is not None:

@@ -13,10 +13,33 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from sweeps.driver import wrapped_driver
 from sweeps.search import make_scheduler, make_searcher
 from sweeps.space import Space
+from sweeps.timeline import TIMELINE_ENV
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUNE_DIR_NAME = "tune"            # the search stage
 CONFIRM_DIR_NAME = "tune_confirm"  # the confirmation stage
+
+
+# Ray Train V2 settings every trial runs with, measured with benchmarks/sweep_overhead.py (README,
+# "Sweep overhead"); a value already in the environment wins.
+TRAIN_ENV_DEFAULTS = {
+    # The controller polls its workers this often (Ray's default 2 s). A worker's report waits
+    # for the poll that collects the previous one, and a finished run is noticed only at a
+    # poll: at 2 s this cost ~3.6 s per 2-epoch smoke trial (report 1.7 s + teardown 5.0 s ->
+    # 0.1 s + 1.2 s). The polls are cheap actor calls.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+}
+LOCAL_TRAIN_ENV_DEFAULTS = {
+    # A single local machine has no node to preempt; the watcher is one more Python process
+    # per trial, importing Ray Train while the workers set up (measured: see the README).
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+
+
+def train_env(address: Optional[str]) -> dict[str, str]:
+    """TRAIN_ENV_DEFAULTS (+ LOCAL_TRAIN_ENV_DEFAULTS for a local Ray), environment first."""
+    defaults = {**TRAIN_ENV_DEFAULTS, **({} if address else LOCAL_TRAIN_ENV_DEFAULTS)}
+    return {k: os.environ.get(k, v) for k, v in defaults.items()}
 
 
 def start_ray(address: Optional[str] = None, temp_dir: Optional[str] = None) -> bool:
@@ -30,11 +53,17 @@ def start_ray(address: Optional[str] = None, temp_dir: Optional[str] = None) -> 
     if ray.is_initialized():
         return False
     common: dict = dict(log_to_driver=False, logging_level=logging.WARNING)
+    env = train_env(address)
+    if not address:  # a local Ray's processes inherit this environment
+        for key, value in env.items():
+            os.environ.setdefault(key, value)
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
         # Outside `ray job submit` (whose --working-dir already ships the code), workers import
         # the repo from where it lies: the same path on every node of a `ray up` cluster.
         pythonpath = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
-        common["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath}}
+        common["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath, **env}}
+        if os.environ.get(TIMELINE_ENV):  # benchmarks/sweep_overhead.py
+            common["runtime_env"]["env_vars"][TIMELINE_ENV] = os.environ[TIMELINE_ENV]
     if address:
         ray.init(address=address, **common)
     else:
@@ -43,10 +72,11 @@ def start_ray(address: Optional[str] = None, temp_dir: Optional[str] = None) -> 
 
 
 def send_library_logs_to(log_file: str) -> None:
-    """Ray/Tune/MLflow/Optuna chatter goes to `log_file`; the terminal keeps our own lines."""
+    """Ray/Tune/MLflow/Optuna chatter (and our own warnings, e.g. the MLflow spool's retries)
+    goes to `log_file`; the terminal keeps our progress lines."""
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("ray", "mlflow", "optuna", "alembic"):
+    for name in ("ray", "mlflow", "optuna", "alembic", "sweeps"):
         logger = logging.getLogger(name)
         for h in list(logger.handlers):
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):

@@ -16,10 +16,13 @@ A workload module exposes one `WORKLOAD = Workload(...)`:
 `train` runs epochs; at the end of each epoch *every* rank calls `session.report(metrics,
 checkpoint_dir=...)` exactly once, rank 0 passing a checkpoint directory and the others `None`
 (Ray Train needs all ranks to report). On start it resumes from
-`session.restored_checkpoint_dir` when that is set. Every report carries EPOCH, the number of
-epochs completed (1 after the first), and DIVERGED: ASHA's rungs and the sweep's "finished"
-test count EPOCH against the EPOCHS_KNOB; a trial with DIVERGED = 1 stopped because its loss
-became non-finite (other metrics may then be NaN).
+`session.restored_checkpoint_dir` when that is set — or, when a session has the optional
+attribute `restored_checkpoint_dirs` (a sequence, newest first; RaySession and LocalSession do)
+and it is not empty, from the first of those that loads (the kit: workloads/kit/loop.py
+`restore`). Every report carries EPOCH, the number of epochs completed (1 after the first),
+and DIVERGED: ASHA's rungs and the sweep's "finished" test count EPOCH against the
+EPOCHS_KNOB; a trial with DIVERGED = 1 stopped because its loss became non-finite (other
+metrics may then be NaN).
 
 `workloads/kit/` implements all of this once (the loop, the CLI): a workload built with it
 supplies only its knobs, how to build model/optimizer/data, one training step and one
@@ -119,6 +122,8 @@ class LocalSession:
     checkpoint_root: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
+    # newest first; when not empty, the loop tries these (in order) instead of the one above
+    restored_checkpoint_dirs: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> "LocalSession":
@@ -143,6 +148,7 @@ class LocalSession:
             shutil.copytree(checkpoint_dir, target, dirs_exist_ok=True)
             self.checkpoints.append(target)
             self.restored_checkpoint_dir = None
+            self.restored_checkpoint_dirs = []
 
 
 __all__ = ["ConfigError", "DIVERGED", "EPOCH", "EPOCHS_KNOB", "SEED_KNOB", "Goal",

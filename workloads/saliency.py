@@ -31,6 +31,7 @@ Definitions: saliency/metrics.py.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from torch.utils.data import TensorDataset
 
 from saliency import synthetic
 from saliency.data import (CENTERBIAS_INPUTS, EvalSet, SaliencyData, data_problems,
-                           load_data, neutral_probe_pool)
+                           load_data_cached, neutral_probe_pool)
 from saliency.errors import DataError
 from saliency.evaluation import metric_partial_sums, probe_entropies
 from saliency.metrics import finalize
@@ -99,8 +100,28 @@ EVAL_PROBES = 32  # fixed probes per kind for the bias-entropy measurement
 
 
 def check(cfg: SaliencyKnobs) -> list[str]:
-    """Data directories a config names must exist and decode: checked before any Ray time."""
-    return data_problems(cfg.mit1003_dir, cfg.cat2000_dir, skip_bad=cfg.skip_bad)
+    """Data directories a config names must exist and decode, a backbone's module must be
+    importable: checked before any Ray time."""
+    problems = data_problems(cfg.mit1003_dir, cfg.cat2000_dir, skip_bad=cfg.skip_bad)
+    return problems + backbone_problems(cfg.backbone)
+
+
+def backbone_problems(spec: str) -> list[str]:
+    """A "package.module:factory" backbone whose module can be found (located with find_spec,
+    not executed: only the worker that builds the model imports it and calls the factory)."""
+    if not spec:
+        return []
+    module, _, factory = spec.partition(":")
+    shown_spec = spec if len(spec) <= 100 else spec[:97] + "..."
+    if not (module and factory.isidentifier()
+            and all(part.isidentifier() for part in module.split("."))):
+        return [f"knob 'backbone': must look like 'package.module:factory' (got {shown_spec!r})"]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    return [] if found else [f"knob 'backbone': module {shown_spec.partition(':')[0]!r} cannot "
+                             f"be imported (not on the Python path of this process)"]
 
 
 def prepare_data(cfg: SaliencyKnobs, session: Session) -> SaliencyData:
@@ -120,11 +141,12 @@ def prepare_data(cfg: SaliencyKnobs, session: Session) -> SaliencyData:
         cat_dir = cat_dir or os.path.join(root, synthetic.PRIOR_SHIFT.dirname)
         if synthetic_data:
             content_dir = os.path.join(root, synthetic.CONTENT_SHIFT.dirname)
-    return load_data(mit_dir, cat_dir, cfg.image_size, split_seed=cfg.data_seed,
-                     skip_bad=cfg.skip_bad, cb_bandwidth=cfg.cb_bandwidth,
-                     cb_uniform=cfg.cb_uniform, centerbias_input=cfg.centerbias_input,
-                     blur_bandwidth=cfg.blur_bandwidth, content_dir=content_dir,
-                     oracle=synthetic_data)
+    # decoded once per machine and dataset, not once per worker per trial (saliency/data.py)
+    return load_data_cached(mit_dir, cat_dir, cfg.image_size, split_seed=cfg.data_seed,
+                            skip_bad=cfg.skip_bad, cb_bandwidth=cfg.cb_bandwidth,
+                            cb_uniform=cfg.cb_uniform, centerbias_input=cfg.centerbias_input,
+                            blur_bandwidth=cfg.blur_bandwidth, content_dir=content_dir,
+                            oracle=synthetic_data)
 
 
 def synthetic_root(cfg: SaliencyKnobs) -> str:

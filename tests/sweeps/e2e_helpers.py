@@ -12,6 +12,8 @@ import time
 import yaml
 from mlflow.tracking import MlflowClient
 
+from sweeps import local_ray
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = os.path.join(REPO, "sweeps", "run.py")
 
@@ -22,18 +24,9 @@ def short_temp_dir() -> str:
 
 
 def pids_using(marker: str) -> list[int]:
-    """Processes whose command line mentions `marker` (our own Ray temp dir): ours to stop."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+    """Processes whose command line names `marker` (our own Ray temp dir) or that hold a file
+    open under it (Ray's renamed agents): ours to stop."""
+    return local_ray.pids_of(marker)
 
 
 def session_pids(sid: int) -> list[int]:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.sweeps.e2e_helpers import (child_runs, run_cli, short_temp_dir, start_cli,
-                                      stop_leftovers, wait_for_line, write_space)
+from tests.sweeps.e2e_helpers import (child_runs, pids_using, run_cli, short_temp_dir,
+                                      start_cli, stop_leftovers, wait_for_line, write_space)
 from workloads.registry import get_workload
 
 pytestmark = pytest.mark.e2e
@@ -39,12 +39,19 @@ def test_confirm_stage_survives_a_kill_and_ends_in_a_verdict(tmp_path):
         time.sleep(2)  # let Tune save the confirm experiment's state
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        time.sleep(5)  # Ray's own processes wind down; its agents do not
+        orphans = pids_using(ray_dir)
+        assert orphans, "Ray left nothing behind: this part of the test checks nothing now"
+        assert (tmp_path / ".local_ray.json").is_file()
+
+        rc = run_cli(["--resume", "--output", str(tmp_path), "--name", "c"],
+                     str(tmp_path / "log2.txt"), timeout=600)
+        # the resumed sweep stopped what the killed one's Ray left behind (by pid)
+        assert not set(orphans) & set(pids_using(ray_dir)), orphans
+        assert not (tmp_path / ".local_ray.json").exists()
     finally:
         stop_leftovers(ray_dir, sid=proc.pid)
     assert "confirm: 1 finalist(s)" in open(log1).read()
-
-    rc = run_cli(["--resume", "--output", str(tmp_path), "--name", "c"],
-                 str(tmp_path / "log2.txt"), timeout=600)
     log2 = (tmp_path / "log2.txt").read_text()
     assert rc == 0, log2
     assert not re.search(r"start\s+\w+: weight_decay=", log2), "the search was re-run"

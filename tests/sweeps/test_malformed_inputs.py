@@ -33,6 +33,10 @@ BOMB = "".join(
     f"{name}: &{name} [{', '.join([prev] * 9)}]\n"
     for name, prev in zip("abcdefghi", ['"lol"'] + [f"*{c}" for c in "abcdefgh"])) + TEN
 BIG = "x" * 100_000
+SAL = ("workload: saliency\n"
+       "metric: {name: val_ig, goal: maximize}\n"
+       "parameters:\n"
+       "  lambda: {values: [0.1]}\n")
 
 
 def space_case(case_id, content, expected, flags=()):
@@ -133,6 +137,11 @@ SPACE_CASES = [
     space_case("batch not divisible (--smoke)", TEN,
                "space.yaml: batch_size (--smoke): 8 is not divisible by 3 workers "
                "(--workers-per-trial)", flags=["--smoke", "--workers-per-trial", "3"]),
+    space_case("backbone not importable", SAL + "fixed: {backbone: 'no_such_pkg_q.models:net'}\n",
+               "space.yaml: fixed: knob 'backbone': module 'no_such_pkg_q.models' cannot be "
+               "imported"),
+    space_case("backbone malformed", SAL + f"fixed: {{backbone: 'resnet {BIG}'}}\n",
+               "knob 'backbone': must look like 'package.module:factory' (got 'resnet xxx"),
 ]
 
 

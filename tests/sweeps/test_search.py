@@ -72,6 +72,43 @@ def test_multi_objective_searcher_and_asha_on_epoch():
     assert searcher.metric == ["val_ig", "ood_ig"] and searcher.mode == ["max", "max"]
 
 
+def test_the_baseline_neither_sets_nor_meets_ashas_cutoff():
+    """A baseline better than every search trial at the rung (the unregularized model often
+    is) used to become ASHA's cutoff and prune them all: the sweep then had no answer."""
+    from ray.tune.schedulers import TrialScheduler
+
+    space = load_space("entropy_lambda")  # rung at epoch 4, eta 3
+    rung = space.early_stop.min_iter
+
+    class T:  # what the scheduler reads of a Tune Trial
+        def __init__(self, trial_id, baseline=False):
+            self.trial_id, self.config = trial_id, ({"baseline": True} if baseline else {})
+
+    def run(scheduler, trials, values):
+        actions = []
+        for trial, value in zip(trials, values):
+            scheduler.on_trial_add(None, trial)
+            actions.append(scheduler.on_trial_result(None, trial, {"epoch": rung, "val_ig": value}))
+        return actions
+
+    from ray.tune.schedulers import ASHAScheduler
+
+    def plain():
+        return ASHAScheduler(time_attr="epoch", metric="val_ig", mode="max",
+                             max_t=space.epochs(), grace_period=rung,
+                             reduction_factor=space.early_stop.eta)
+
+    trials = [T("base", baseline=True), T("a"), T("b"), T("c")]
+    values = [1.0, 0.5, 0.6, 0.55]  # the baseline is far ahead at the rung
+    exempt = run(make_scheduler(space), trials, values)
+    # the baseline continues, and the search trials fare as if it did not exist
+    assert exempt[0] == TrialScheduler.CONTINUE
+    assert exempt[1:] == run(plain(), trials[1:], values[1:])
+    assert TrialScheduler.CONTINUE in exempt[1:]
+    # with the baseline inside the rung, every search trial is cut
+    assert run(plain(), trials, values)[1:] == [TrialScheduler.STOP] * 3
+
+
 @pytest.mark.parametrize("method,sampler", [("random", optuna.samplers.RandomSampler),
                                             ("tpe", optuna.samplers.TPESampler)])
 def test_method_picks_sampler(method, sampler):

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -128,3 +129,182 @@ def test_a_knob_default_outside_its_domain_is_a_bug_reported_at_resolve():
     wl = kit.make_workload(name="bad", knobs=Bad, metrics={}, setup=lambda c, s: None)
     with pytest.raises(ConfigError, match="'width': must be >= 1"):
         wl.resolve({})
+
+
+# --------------------------------------------------------------------------------------------
+# Resume: corrupt checkpoints fall back to older ones, then to a fresh start; a finished run
+# reports its saved final metrics again (issue 13 d, e)
+# --------------------------------------------------------------------------------------------
+RESUME_KNOBS = {"epochs": 3, "n_train": 128, "n_val": 64, "hidden": 16, "batch_size": 32,
+                "dropout": 0.1, "weight_decay": 0.01}
+
+
+def _train_custom(root, knobs=RESUME_KNOBS, **session_kw):
+    from examples import custom_workload as CW
+    from workloads.contract import LocalSession
+
+    session = LocalSession(checkpoint_root=str(root), **session_kw)
+    CW.WORKLOAD.train(knobs, session)
+    return session
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """3 epochs in one go: checkpoints epoch_0001..epoch_0003 and three reports."""
+    return _train_custom(tmp_path_factory.mktemp("full"))
+
+
+def _copies(uninterrupted, dst, *epochs):
+    import shutil
+    return [shutil.copytree(uninterrupted.checkpoints[e - 1], str(dst / f"epoch{e}"))
+            for e in epochs]
+
+
+def _assert_same_final_state(a_dir, b_dir):
+    import torch
+    from workloads.kit.loop import CHECKPOINT_MODEL, CHECKPOINT_OPTIMIZER
+    a = torch.load(os.path.join(a_dir, CHECKPOINT_MODEL), weights_only=True)
+    b = torch.load(os.path.join(b_dir, CHECKPOINT_MODEL), weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    oa = torch.load(os.path.join(a_dir, CHECKPOINT_OPTIMIZER), weights_only=True)
+    ob = torch.load(os.path.join(b_dir, CHECKPOINT_OPTIMIZER), weights_only=True)
+    assert oa["param_groups"] == ob["param_groups"] and oa["state"].keys() == ob["state"].keys()
+    for k, st in oa["state"].items():
+        assert all(torch.equal(st[x], ob["state"][k][x]) for x in st)
+
+
+def _truncate(path):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+
+
+def _warnings(err):
+    lines = [line for line in err.splitlines() if line.startswith("WARNING:")]
+    assert all(len(line) <= 400 for line in lines), lines
+    return lines
+
+
+def test_truncated_latest_checkpoint_resumes_from_the_previous_one(uninterrupted, tmp_path,
+                                                                   capsys):
+    from workloads.kit.loop import CHECKPOINT_FALLBACKS, CHECKPOINT_MODEL
+    ep2, ep1 = _copies(uninterrupted, tmp_path, 2, 1)
+    _truncate(os.path.join(ep2, CHECKPOINT_MODEL))
+    capsys.readouterr()
+    resumed = _train_custom(tmp_path / "resumed", restored_checkpoint_dirs=[ep2, ep1])
+    assert [h["epoch"] for h in resumed.history] == [2.0, 3.0]  # continued after epoch 1
+    for got, want in zip(resumed.history, uninterrupted.history[1:]):
+        assert got.pop(CHECKPOINT_FALLBACKS) == 1.0  # every report of the run says so
+        assert got == want
+    _assert_same_final_state(resumed.checkpoints[-1], uninterrupted.checkpoints[-1])
+    lines = _warnings(capsys.readouterr().err)
+    assert any(ep2 in line and "skipping" in line and "trying an older one" in line
+               for line in lines), lines
+
+
+def test_every_checkpoint_corrupt_starts_from_scratch(uninterrupted, tmp_path, capsys):
+    from workloads.kit.loop import CHECKPOINT_FALLBACKS, CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE
+    ep2, ep1 = _copies(uninterrupted, tmp_path, 2, 1)
+    with open(os.path.join(ep2, CHECKPOINT_STATE), "w") as f:
+        f.write('{"epoch": 1, "st')                       # bad JSON
+    os.remove(os.path.join(ep1, CHECKPOINT_OPTIMIZER))    # a missing file
+    capsys.readouterr()
+    resumed = _train_custom(tmp_path / "resumed", restored_checkpoint_dirs=[ep2, ep1])
+    assert [h.pop(CHECKPOINT_FALLBACKS) for h in resumed.history] == [2.0, 2.0, 2.0]
+    assert resumed.history == uninterrupted.history  # the fresh start is the uninterrupted run
+    _assert_same_final_state(resumed.checkpoints[-1], uninterrupted.checkpoints[-1])
+    lines = _warnings(capsys.readouterr().err)
+    assert any(ep2 in line and "JSONDecodeError" in line for line in lines), lines
+    assert any(ep1 in line and "starting from scratch" in line for line in lines), lines
+
+
+def test_a_finished_checkpoint_reports_its_saved_metrics_once(uninterrupted, tmp_path):
+    (ep3,) = _copies(uninterrupted, tmp_path, 3)
+    # the plain restored_checkpoint_dir of LocalSession users still works
+    resumed = _train_custom(tmp_path / "resumed", restored_checkpoint_dir=ep3)
+    assert resumed.history == [uninterrupted.history[-1]]
+    assert resumed.checkpoints == []  # nothing new to save
+
+
+def test_an_old_finished_checkpoint_without_metrics_reruns_its_last_epoch(uninterrupted,
+                                                                          tmp_path):
+    """Checkpoints written before state.json kept the metrics: the previous one is used (not
+    counted as a fallback) and the last epoch re-run, reproducing its metrics and weights."""
+    from workloads.kit.loop import CHECKPOINT_STATE
+    ep3, ep2 = _copies(uninterrupted, tmp_path, 3, 2)
+    path = os.path.join(ep3, CHECKPOINT_STATE)
+    with open(path) as f:
+        state = json.load(f)
+    assert state.pop("metrics") == uninterrupted.history[-1]
+    with open(path, "w") as f:
+        json.dump(state, f)
+    resumed = _train_custom(tmp_path / "resumed", restored_checkpoint_dirs=[ep3, ep2])
+    assert resumed.history == [uninterrupted.history[-1]]
+    _assert_same_final_state(resumed.checkpoints[-1], uninterrupted.checkpoints[-1])
+
+
+def _ddp_resume_worker(rank, init_file, candidates, out_dir):
+    import torch
+    import torch.distributed as dist
+    from examples import custom_workload as CW
+    from workloads.contract import LocalSession
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        session = LocalSession(world_size=2, rank=rank, restored_checkpoint_dirs=candidates[rank])
+        CW.WORKLOAD.train(RESUME_KNOBS, session)
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+            json.dump(session.history, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_agree_on_the_checkpoint_when_one_rank_cannot_read_it(uninterrupted,
+                                                                        tmp_path):
+    """Rank 1's copy of the latest checkpoint is truncated, rank 0's is fine (as on two nodes):
+    both ranks must resume from the previous one, or their collectives would not pair up."""
+    import torch.multiprocessing as mp
+    from workloads.kit.loop import CHECKPOINT_FALLBACKS, CHECKPOINT_MODEL
+    (good2,) = _copies(uninterrupted, tmp_path / "r0", 2)
+    bad2, ep1 = _copies(uninterrupted, tmp_path / "r1", 2, 1)
+    _truncate(os.path.join(bad2, CHECKPOINT_MODEL))
+    ctx = mp.start_processes(_ddp_resume_worker, nprocs=2, join=False, start_method="spawn",
+                             args=(str(tmp_path / "store"), [[good2, ep1], [bad2, ep1]],
+                                   str(tmp_path)))
+    try:
+        deadline = time.time() + 120
+        while not ctx.join(timeout=1):
+            assert time.time() < deadline, "the ranks did not finish (mismatched collectives?)"
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    for rank in (0, 1):
+        with open(tmp_path / f"rank{rank}.json") as f:
+            history = json.load(f)
+        assert [(h["epoch"], h[CHECKPOINT_FALLBACKS]) for h in history] == [(2.0, 1.0),
+                                                                          (3.0, 1.0)], rank
+
+
+def test_older_checkpoints_are_listed_newest_first_through_the_filesystem(tmp_path):
+    import pyarrow.fs
+    import ray.train
+
+    from sweeps.ray_session import older_checkpoints, restore_candidates
+    names = ["checkpoint_2025-01-01_10-00-00.000001", "checkpoint_2025-01-01_10-00-05.000002",
+             "checkpoint_2025-01-01_10-00-09.000003", "checkpoint_2025-01-01_10-00-12.000004"]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.json").write_text(json.dumps({"name": name}))
+    (tmp_path / "checkpoint_manager_snapshot.json").write_text("{}")  # a file, not a checkpoint
+    (tmp_path / "other").mkdir()
+    latest = str(tmp_path / names[2])  # names[3]: newer, never registered
+    assert older_checkpoints(pyarrow.fs.LocalFileSystem(), latest) == [
+        str(tmp_path / names[1]), str(tmp_path / names[0])]
+    dirs = restore_candidates(ray.train.Checkpoint(latest))
+    assert len(dirs) == 3 and [dirs.label(i) for i in range(3)] == [
+        latest, str(tmp_path / names[1]), str(tmp_path / names[0])]
+    with open(os.path.join(dirs[1], "state.json")) as f:  # copied to local disk on demand
+        assert json.load(f) == {"name": names[1]}
+    assert len(restore_candidates(None)) == 0

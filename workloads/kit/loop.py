@@ -14,16 +14,23 @@ one training step and one evaluation. The loop owns the rest:
   gradient clipping and per-step learning rate, optimizer step;
 * per epoch: the step's (sum, count) pairs reduced over ranks → global means, the regularizer
   step count (`probe_steps`), the workload's evaluation, then every rank reports and rank 0
-  attaches a checkpoint (model, optimizer, {epoch, step}).
+  attaches a checkpoint (model, optimizer, {epoch, step, the epoch's metrics});
+* resume (`restore`): the newest checkpoint every rank can read, older ones after an unreadable
+  one (each skip a one-line warning; reports then carry CHECKPOINT_FALLBACKS), a fresh start
+  if none loads; a run restored from its final epoch's checkpoint reports that epoch's saved
+  metrics once more and ends (a sweep killed before Tune recorded the end resumes cleanly).
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +43,13 @@ from workloads.knobs import ConfigError
 CHECKPOINT_MODEL = "model.pt"
 CHECKPOINT_OPTIMIZER = "optimizer.pt"
 CHECKPOINT_STATE = "state.json"
+# state.json keeps the epoch's reported metrics here: a run restored from its final checkpoint
+# reports them again instead of nothing (see `train`).
+STATE_METRICS = "metrics"
+# Extra report key, on every epoch report of a run that had to skip k unreadable checkpoints
+# (newest first) before one loaded, or k = all of them before a fresh start: float(k).
+CHECKPOINT_FALLBACKS = "checkpoint_fallbacks"
+WARNING_CHARS = 400  # a fallback warning is one line of at most this many characters
 # Reported by every kit workload: optimizer steps of the epoch that carried a regularizer term.
 PROBE_STEPS = "probe_steps"
 
@@ -109,7 +123,8 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 def save_checkpoint(directory: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: Mapping[str, Any]) -> None:
-    """model + optimizer tensors (loadable with weights_only=True) and a JSON state (epoch, step)."""
+    """model + optimizer tensors (loadable with weights_only=True) and a JSON state (the loop's:
+    epoch, step and the epoch's reported metrics)."""
     module = getattr(model, "module", model)  # unwrap DDP so checkpoints load anywhere
     torch.save(module.state_dict(), os.path.join(directory, CHECKPOINT_MODEL))
     torch.save(optimizer.state_dict(), os.path.join(directory, CHECKPOINT_OPTIMIZER))
@@ -130,6 +145,99 @@ def load_checkpoint(directory: str, model: torch.nn.Module,
         return json.load(f)
 
 
+def _cut(text: str, limit: int) -> str:
+    """`text` on one line, at most `limit` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def warn(message: str) -> None:
+    """One bounded line on stderr (a Ray worker's log, a terminal)."""
+    print(_cut(f"WARNING: {message}", WARNING_CHARS), file=sys.stderr, flush=True)
+
+
+def checkpoint_candidates(session: Session) -> Sequence[str]:
+    """Checkpoint directories to resume from, newest first: `restored_checkpoint_dirs` when the
+    session has that optional attribute (RaySession: the restored checkpoint, then older ones of
+    the same run), else just `restored_checkpoint_dir` (if set)."""
+    dirs = getattr(session, "restored_checkpoint_dirs", None)
+    if dirs:
+        return dirs
+    return [session.restored_checkpoint_dir] if session.restored_checkpoint_dir else []
+
+
+def _candidate_label(candidates: Sequence[str], i: int) -> str:
+    label = getattr(candidates, "label", None)  # RaySession: the storage path, not a local copy
+    return label(i) if callable(label) else str(candidates[i])
+
+
+def _all_min(values: Sequence[float], device: torch.device) -> list[float]:
+    """Element-wise minimum over all ranks (identity in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.tolist()
+
+
+@dataclass
+class Restored:
+    state: dict | None   # the loaded checkpoint's JSON state; None = start from scratch
+    fallbacks: int       # unreadable checkpoints skipped before it (or before the fresh start)
+
+
+def restore(session: Session, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            epochs: int) -> Restored:
+    """Load the newest checkpoint that every rank can read, newest first; none → fresh start.
+
+    Each rank tries candidate i (any error — truncated torch file, bad JSON, missing file, a
+    failed download — makes it unusable), then all ranks agree with one all-reduce: i is taken
+    only if it loaded on every rank, else every rank puts back the fresh weights and moves to
+    i + 1. So all ranks resume from the same checkpoint on one node or many. A skipped
+    checkpoint is logged (one line each); unreadable ones count in `fallbacks`.
+
+    A checkpoint of a finished run (epoch + 1 >= epochs) written before state.json kept the
+    epoch's metrics cannot be reported again; it is skipped (not counted as a fallback) so the
+    run re-trains its last epoch(s) from the next one — the loop is deterministic per (seed,
+    epoch), so that reproduces the same final metrics and weights.
+    """
+    candidates = checkpoint_candidates(session)
+    low, neg_high = _all_min([len(candidates), -len(candidates)], session.device)
+    count = int(low)
+    if count != int(-neg_high) and session.rank == 0:
+        warn(f"ranks see {count} to {int(-neg_high)} checkpoints to resume from; "
+             f"trying the newest {count}")
+    if count == 0:
+        return Restored(None, 0)
+    module = getattr(model, "module", model)
+    fresh = copy.deepcopy(module.state_dict()), copy.deepcopy(optimizer.state_dict())
+    fallbacks = 0
+    for i in range(count):
+        state, reason, unreadable = None, "", False
+        try:
+            state = load_checkpoint(candidates[i], model, optimizer, session.device)
+            epoch, _ = int(state["epoch"]), int(state["step"])
+            if epoch + 1 >= epochs and not isinstance(state.get(STATE_METRICS), dict):
+                reason = "a finished run's checkpoint without saved metrics"
+        except Exception as exc:  # noqa: BLE001 — any unreadable checkpoint is skipped
+            reason, unreadable = _cut(f"{type(exc).__name__}: {exc}", 120), True
+        ok, neg_unreadable = _all_min([0.0 if reason else 1.0, -1.0 if unreadable else 0.0],
+                                      session.device)
+        if ok == 1.0:
+            if fallbacks and session.rank == 0:
+                warn(f"resuming from checkpoint {_candidate_label(candidates, i)} after "
+                     f"skipping {fallbacks} unreadable newer one(s)")
+            return Restored(state, fallbacks)
+        module.load_state_dict(fresh[0])
+        optimizer.load_state_dict(fresh[1])
+        fallbacks += int(neg_unreadable < 0)
+        if reason or session.rank == 0:
+            then = "trying an older one" if i + 1 < count else "starting from scratch"
+            warn(f"rank {session.rank}: skipping checkpoint {_candidate_label(candidates, i)} "
+                 f"({reason or 'another rank could not load it'}); {then}")
+    return Restored(None, fallbacks)
+
+
 def report_epoch(session: Session, metrics: Mapping[str, float], model: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
     """All ranks report; rank 0 alone writes the checkpoint it attaches."""
@@ -144,6 +252,19 @@ def report_epoch(session: Session, metrics: Mapping[str, float], model: torch.nn
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
+TIMELINE_ENV = "SWEEPS_TIMELINE"  # benchmarks/sweep_overhead.py; sweeps/timeline.py
+
+
+def _mark(phase: str, session: Session, epoch: int | None = None) -> None:
+    """With SWEEPS_TIMELINE=<file> set, append {pid, rank, phase, t, epoch} to it (benchmarks
+    only); one environment lookup otherwise."""
+    path = os.environ.get(TIMELINE_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "rank": session.rank, "phase": phase,
+                                "t": time.time(), "epoch": epoch}) + "\n")
+
+
 def resolve_config(workload: Workload, config: Mapping[str, Any] | Any) -> Any:
     """Knob dataclass (or public-name mapping) → checked knobs; ConfigError naming every problem."""
     cfg = config if isinstance(config, workload.knobs) else workload.resolve(config)
@@ -159,6 +280,7 @@ def train(workload: Workload, setup: Callable[[Any, Session], Trial],
     cfg = resolve_config(workload, config)
     device, rank, world = session.device, session.rank, session.world_size
     per_worker = per_worker_batch(cfg.batch_size, world)
+    _mark("setup_start", session)
     trial = setup(cfg, session)
 
     sampler = DistributedSampler(trial.train_data, num_replicas=world, rank=rank, shuffle=True,
@@ -173,10 +295,20 @@ def train(workload: Workload, setup: Callable[[Any, Session], Trial],
 
     model, optimizer = trial.model, trial.optimizer
     start_epoch, step = 0, 0
-    if session.restored_checkpoint_dir:
-        state = load_checkpoint(session.restored_checkpoint_dir, model, optimizer, device)
-        start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+    restored = restore(session, model, optimizer, cfg.epochs)
+    extra = {CHECKPOINT_FALLBACKS: float(restored.fallbacks)} if restored.fallbacks else {}
+    if restored.state is not None:
+        start_epoch, step = int(restored.state["epoch"]) + 1, int(restored.state["step"])
+        if start_epoch >= cfg.epochs:
+            # Finished before (e.g. a sweep killed before Tune recorded the end): report the
+            # final epoch's metrics again — every rank, no new checkpoint — instead of nothing.
+            if rank == 0:
+                warn(f"the restored checkpoint is of the finished epoch {start_epoch}: "
+                     f"reporting its saved metrics again")
+            session.report({**restored.state[STATE_METRICS], **extra}, checkpoint_dir=None)
+            return
     ddp_model = wrap_ddp(model, session)
+    _mark("setup_done", session)
 
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(mix_seed(cfg.seed, rank, epoch))
@@ -184,6 +316,7 @@ def train(workload: Workload, setup: Callable[[Any, Session], Trial],
         model.train()
         sums: dict[str, float] = {}
         regularized = 0.0
+        _mark("steps_start", session, epoch)
         for _, batch in zip(range(steps_per_epoch), loader):
             out = trial.step(ddp_model, batch, step)
             if any_rank(not bool(torch.isfinite(out.loss)), device):
@@ -205,14 +338,19 @@ def train(workload: Workload, setup: Callable[[Any, Session], Trial],
                 sums[name + "/count"] = sums.get(name + "/count", 0.0) + n
             regularized += float(out.regularized)
 
+        _mark("steps_done", session, epoch)
         sums[PROBE_STEPS] = regularized
         sums = all_reduce_sums(sums, device)
         metrics = trial.evaluate(model, session)
+        _mark("eval_done", session, epoch)
         for key in sums:
             if key.endswith("/sum"):
                 name = key[:-len("/sum")]
                 metrics[name] = sums[key] / max(sums[name + "/count"], 1.0)
         # every rank runs the same steps, so the per-rank count is the global sum / W
         metrics.update({PROBE_STEPS: sums[PROBE_STEPS] / world, EPOCH: float(epoch + 1),
-                        DIVERGED: 0.0})
-        report_epoch(session, metrics, model, optimizer, {"epoch": epoch, "step": step})
+                        DIVERGED: 0.0, **extra})
+        report_epoch(session, metrics, model, optimizer,
+                     {"epoch": epoch, "step": step,
+                      STATE_METRICS: {k: float(v) for k, v in metrics.items()}})
+        _mark("report_done", session, epoch)
