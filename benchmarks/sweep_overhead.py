@@ -49,7 +49,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -60,7 +59,9 @@ from typing import Any, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-TIMELINE_ENV = "SWEEPS_TIMELINE"
+from sweeps.local_ray import stop_started  # noqa: E402
+from workloads.timeline import TIMELINE_ENV  # noqa: E402
+
 CASES = {  # name -> space file whose workload, fixed knobs and resources the case uses
     "trivial": "examples/custom_space.yaml",
     "ten_lm": "search_spaces/ten_energy.yaml",
@@ -84,41 +85,6 @@ def read_events(path: str) -> list[dict]:
             except json.JSONDecodeError:
                 continue  # a line cut by a killed process
     return events
-
-
-def pids_using(marker: str) -> list[int]:
-    """Processes whose command line mentions `marker` (our private Ray temp dir)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
-def session_pids(sid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.getsid(int(entry)) == sid:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
-def stop_leftovers(ray_dir: str, sid: int) -> None:
-    """SIGKILL what the case started (its session, anything using its Ray dir), by pid."""
-    for pid in set(pids_using(ray_dir)) | set(session_pids(sid)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def bench_space(case: str, work: str, full: bool) -> str:
@@ -270,7 +236,7 @@ def run_sweep(space: str, work: str, *, trials: Optional[int], workers: Optional
         except subprocess.TimeoutExpired:
             rc = None
         finally:
-            stop_leftovers(ray_dir, proc.pid)
+            stop_started(ray_dir, proc.pid)
             shutil.rmtree(ray_dir, ignore_errors=True)
     t1 = time.time()
     return {"rc": rc, "t0": t0, "t1": t1, "events": read_events(timeline), "cpu": cpu}

@@ -63,6 +63,55 @@ def pids_of(path: str) -> list[int]:
     return found
 
 
+def session_pids(sid: int) -> list[int]:
+    """Processes of session `sid` (a process started with start_new_session=True and its
+    descendants that did not leave it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.getsid(int(entry)) == sid and not _is_zombie(int(entry)):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    """Already dead, waiting for its parent to reap it: nothing left to stop."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kill(pids) -> list[int]:
+    """SIGKILL each pid; returns those that were still there."""
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except OSError:
+            pass
+    return killed
+
+
+def stop_started(ray_dir: str, sid: Optional[int] = None, wait_s: float = 15.0) -> list[int]:
+    """SIGKILL what a test or benchmark started: a CLI run in its own session `sid` and every
+    process of the private Ray temp dir `ray_dir` it gave that run. Repeats until none is left
+    (or `wait_s` passes): a raylet may start a worker between the listing and its own death, and
+    a killed process holds its files until the kernel has torn it down."""
+    stopped: set[int] = set()
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = set(pids_of(ray_dir)) | (set(session_pids(sid)) if sid is not None else set())
+        stopped |= set(kill(left))
+        if not left or time.monotonic() > deadline:
+            return sorted(stopped)
+        time.sleep(0.2)
+
+
 def _holds_file_under(pid: int, prefix: str) -> bool:
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -109,12 +158,7 @@ def stop_orphans(output_dir: str) -> list[int]:
         marker = str(record.get("session_dir", ""))
         if len(marker) < 10:  # never match broadly
             continue
-        for pid in pids_of(marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                stopped.append(pid)
-            except OSError:
-                pass
+        stopped += kill(pids_of(marker))
     _write(output_dir, keep)
     if stopped:
         log.warning("stopped %d process(es) left by a local Ray whose sweep was killed: %s",

@@ -53,11 +53,19 @@ def spool_dir(run_dir: str) -> str:
 
 
 class Spool:
-    """The operations of one sweep, in order, on disk. Only plain paths are kept, so the object
-    pickles (Tune saves the callbacks that hold one)."""
+    """The operations of one sweep, in order, on disk. Only the path crosses a pickle (Tune
+    saves the callbacks that hold one); the parsed operations are cached per process."""
 
     def __init__(self, run_dir: str):
         self.path = spool_dir(run_dir)
+        self._parsed: list[dict] = []  # operations read so far, in order
+        self._offset = 0               # bytes of ops.jsonl they came from
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self._parsed, self._offset = state["path"], [], 0
 
     @property
     def ops_path(self) -> str:
@@ -78,19 +86,22 @@ class Spool:
                 os.fsync(f.fileno())
 
     def ops(self) -> list[dict]:
-        """Every complete operation in order (a line cut short by a crash is ignored)."""
+        """Every complete operation in order (a line cut short by a crash is ignored). Only the
+        bytes appended since the last call are read: the writer polls this twice a second."""
         try:
-            with open(self.ops_path, encoding="utf-8") as f:
-                text = f.read()
+            with open(self.ops_path, "rb") as f:
+                f.seek(self._offset)
+                tail = f.read()
         except FileNotFoundError:
             return []
-        out = []
-        for line in text.split("\n")[:-1]:  # the last piece has no newline yet: incomplete
+        end = tail.rfind(b"\n") + 1  # an unterminated last piece: not complete yet
+        for line in tail[:end].split(b"\n")[:-1]:
             try:
-                out.append(json.loads(line))
+                self._parsed.append(json.loads(line))
             except ValueError:
                 log.warning("spool: skipped an unreadable line of %s", self.ops_path)
-        return out
+        self._offset += end
+        return list(self._parsed)
 
     def progress(self) -> dict:
         try:

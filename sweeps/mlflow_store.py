@@ -108,6 +108,12 @@ def finish_parent_run(spool: Spool, experiment_id: str, parent_run_id: str,
         spool.append({"op": "metrics", **run, "step": 0, "ts": now_ms(), "metrics": metrics})
     for f in files:
         spool.append({"op": "artifacts", **run, "path": f, "artifact_path": "results"})
-    spool.append({"op": "end_children", **run, "experiment_id": experiment_id,
-                  "status": "KILLED"})
-    spool.append({"op": "terminate", **run, "status": "FAILED" if failed else "FINISHED"})
+    end_parent_run(spool, experiment_id, parent_run_id, "FAILED" if failed else "FINISHED")
+
+
+def end_parent_run(spool: Spool, experiment_id: str, parent_run_id: str, status: str) -> None:
+    """Spool the end of the sweep's runs: any child still RUNNING → KILLED, the parent → status
+    (a resumed sweep reopens both)."""
+    spool.append({"op": "end_children", "run_id": parent_run_id,
+                  "experiment_id": experiment_id, "status": "KILLED"})
+    spool.append({"op": "terminate", "run_id": parent_run_id, "status": status})

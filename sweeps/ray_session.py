@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import posixpath
-import sys
 from typing import Mapping, Sequence
 
 import pyarrow.fs
@@ -11,6 +10,7 @@ import ray.train
 import ray.train.torch
 
 from sweeps.keys import DIVERGED
+from workloads.kit.loop import warn
 
 # Ray Train names a run's checkpoint folders checkpoint_<YYYY-mm-dd_HH-MM-SS.ffffff>: by name is
 # by age (ray/train/v2/_internal/execution/storage.py, make_default_checkpoint_dir_name).
@@ -74,10 +74,8 @@ def restore_candidates(checkpoint: ray.train.Checkpoint | None) -> CheckpointDir
     try:
         older = older_checkpoints(checkpoint.filesystem, checkpoint.path)
     except Exception as exc:  # noqa: BLE001 — listing is best effort; the latest still loads
-        line = " ".join(f"WARNING: cannot list older checkpoints beside {checkpoint.path} "
-                        f"({type(exc).__name__}: {exc}); only the latest can be resumed "
-                        f"from".split())
-        print(line[:400], file=sys.stderr, flush=True)
+        warn(f"cannot list older checkpoints beside {checkpoint.path} "
+             f"({type(exc).__name__}: {exc}); only the latest can be resumed from")
         older = []
     fs = checkpoint.filesystem
     return CheckpointDirs([checkpoint] + [ray.train.Checkpoint(p, filesystem=fs) for p in older])

@@ -283,10 +283,9 @@ class Sweep:
             result = self._finish(search, confirm_runs, finalists, seeds, exp_id, parent_id)
         except BaseException as e:
             if writer is not None:  # record how it ended; --resume reopens the runs
-                status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-                writer.spool.append({"op": "end_children", "run_id": parent_id,
-                                     "experiment_id": exp_id, "status": "KILLED"})
-                writer.spool.append({"op": "terminate", "run_id": parent_id, "status": status})
+                from sweeps.mlflow_store import end_parent_run
+                end_parent_run(writer.spool, exp_id, parent_id,
+                               "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
                 self._close_writer(writer, patience_s=15)
             raise
         finally:

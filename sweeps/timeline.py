@@ -1,28 +1,18 @@
-"""Where a trial's time goes: timestamps for benchmarks/sweep_overhead.py.
-
-With SWEEPS_TIMELINE=<file> in the environment (start_ray passes it on to every Ray process),
-the per-trial driver, the Train controller (through `TimelineCallback`) and the workers
-(workloads/kit/loop.py) append one JSON line per event to that file: {"pid", "rank", "phase",
-"t" (time.time()), ...}. Unset, nothing is recorded and no callback is added. One machine, one
-file: lines are short single appends, so processes do not interleave within a line.
+"""Where a trial's time goes: the driver- and controller-side events for
+benchmarks/sweep_overhead.py, written with `workloads.timeline.mark` (see there: the file, the
+record, zero cost when SWEEPS_TIMELINE is unset). Unset, no callback is added either.
 
 This module is imported by the Train controller, so it imports nothing heavy.
 """
 from __future__ import annotations
 
-import json
 import os
-import time
 from typing import Any, Optional
 
 from ray.train.v2._internal.execution.callback import (ControllerCallback, ReportCallback,
                                                        WorkerGroupCallback)
 
-TIMELINE_ENV = "SWEEPS_TIMELINE"
-
-
-def enabled() -> bool:
-    return bool(os.environ.get(TIMELINE_ENV))
+from workloads.timeline import TIMELINE_ENV, enabled, mark  # noqa: F401 (the sweep's API)
 
 
 def process_start_time(pid: int | str = "self") -> Optional[float]:
@@ -35,16 +25,6 @@ def process_start_time(pid: int | str = "self") -> Optional[float]:
         return btime + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, StopIteration, IndexError):
         return None
-
-
-def mark(phase: str, rank: Optional[int] = None, t: Optional[float] = None, **fields: Any) -> None:
-    path = os.environ.get(TIMELINE_ENV)
-    if not path:
-        return
-    record = {"pid": os.getpid(), "rank": rank, "phase": phase,
-              "t": time.time() if t is None else t, **fields}
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 class TimelineCallback(ControllerCallback, WorkerGroupCallback, ReportCallback):

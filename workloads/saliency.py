@@ -55,6 +55,7 @@ from workloads.contract import Goal, Session
 from workloads.kit import (FINITE, EachIn, LoopKnobs, OneOf, StepResult, Trial, above, at_least,
                            between, knob)
 from workloads.kit.cli import main as cli_main
+from workloads.knobs import shown
 
 
 @dataclass
@@ -112,16 +113,16 @@ def backbone_problems(spec: str) -> list[str]:
     if not spec:
         return []
     module, _, factory = spec.partition(":")
-    shown_spec = spec if len(spec) <= 100 else spec[:97] + "..."
     if not (module and factory.isidentifier()
             and all(part.isidentifier() for part in module.split("."))):
-        return [f"knob 'backbone': must look like 'package.module:factory' (got {shown_spec!r})"]
+        return [f"knob 'backbone': must look like 'package.module:factory' "
+                f"(got {shown(spec, 100)})"]
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         found = False
-    return [] if found else [f"knob 'backbone': module {shown_spec.partition(':')[0]!r} cannot "
-                             f"be imported (not on the Python path of this process)"]
+    return [] if found else [f"knob 'backbone': module {shown(module, 100)} cannot be imported "
+                             f"(not on the Python path of this process)"]
 
 
 def prepare_data(cfg: SaliencyKnobs, session: Session) -> SaliencyData:

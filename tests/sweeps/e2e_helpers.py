@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,27 +28,9 @@ def pids_using(marker: str) -> list[int]:
     return local_ray.pids_of(marker)
 
 
-def session_pids(sid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry)) == sid:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
 def stop_leftovers(ray_dir: str, sid: int | None = None) -> None:
     """SIGKILL what the test started: its driver's session and anything using its Ray dir."""
-    ours = set(pids_using(ray_dir)) | (set(session_pids(sid)) if sid is not None else set())
-    for pid in ours:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    local_ray.stop_started(ray_dir, sid)
     shutil.rmtree(ray_dir, ignore_errors=True)
 
 
@@ -85,13 +66,20 @@ def child_runs(run_dir: str, experiment: str):
     return client, parents, children
 
 
-def wait_for_line(path: str, needle: str, timeout: float, proc: subprocess.Popen) -> None:
+def wait_until(check, what: str, proc: subprocess.Popen, log: str, timeout: float,
+               every: float = 1.0):
+    """Poll check() every `every` s until it returns something truthy (returned); fail with the
+    log's tail if `proc` ends first or `timeout` passes."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        with open(path) as f:
-            if needle in f.read():
-                return
+        found = check()
+        if found:
+            return found
         if proc.poll() is not None:
-            raise AssertionError(f"process ended before printing {needle!r}:\n{open(path).read()}")
-        time.sleep(1)
-    raise AssertionError(f"{needle!r} not printed within {timeout}s:\n{open(path).read()}")
+            raise AssertionError(f"process ended before {what}:\n" + open(log).read()[-3000:])
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s: {what}:\n" + open(log).read()[-3000:])
+
+
+def wait_for_line(path: str, needle: str, timeout: float, proc: subprocess.Popen) -> None:
+    wait_until(lambda: needle in open(path).read(), f"printing {needle!r}", proc, path, timeout)

@@ -24,12 +24,11 @@ import json
 import os
 import re
 import signal
-import time
 
 import pytest
 
 from tests.sweeps.e2e_helpers import (child_runs, short_temp_dir, start_cli, stop_leftovers,
-                                      write_space)
+                                      wait_until, write_space)
 from workloads.kit.loop import CHECKPOINT_FALLBACKS, CHECKPOINT_MODEL
 from workloads.registry import get_workload
 
@@ -91,17 +90,10 @@ def _latest_epoch(snap: dict | None) -> int:
 
 def _wait_for_checkpoint(run_dir, epoch: int, proc, log: str, timeout: float) -> dict:
     """Poll (every 0.1 s) until the registered latest checkpoint has `epoch` epochs or more."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def reached():
         snap = _snapshot(run_dir)
-        if _latest_epoch(snap) >= epoch:
-            return snap
-        if proc.poll() is not None:
-            raise AssertionError(f"the sweep ended before epoch {epoch} was checkpointed:\n"
-                                 + open(log).read()[-3000:])
-        time.sleep(0.1)
-    raise AssertionError(f"epoch {epoch} not checkpointed within {timeout} s:\n"
-                         + open(log).read()[-3000:])
+        return snap if _latest_epoch(snap) >= epoch else None
+    return wait_until(reached, f"epoch {epoch} was checkpointed", proc, log, timeout, every=0.1)
 
 
 def _worker_logs(ray_dir: str) -> str:
@@ -133,17 +125,10 @@ def _tune_results(run_dir) -> list[dict]:
 
 
 def _wait_for_tune_epoch(run_dir, epoch: int, proc, log: str, timeout: float) -> list[dict]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def reached():
         results = _tune_results(run_dir)
-        if any(r.get("epoch", 0) >= epoch for r in results):
-            return results
-        if proc.poll() is not None:
-            raise AssertionError(f"the sweep ended before Tune got epoch {epoch}:\n"
-                                 + open(log).read()[-3000:])
-        time.sleep(0.2)
-    raise AssertionError(f"Tune did not get epoch {epoch} within {timeout} s:\n"
-                         + open(log).read()[-3000:])
+        return results if any(r.get("epoch", 0) >= epoch for r in results) else None
+    return wait_until(reached, f"Tune got epoch {epoch}", proc, log, timeout, every=0.2)
 
 
 def test_worker_kill_corrupt_checkpoint_and_unrecorded_finish(tmp_path):

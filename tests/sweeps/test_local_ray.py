@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from sweeps import local_ray
 
@@ -103,3 +104,35 @@ def test_an_agent_is_known_by_the_files_it_holds_open_not_only_by_its_title(tmp_
     finally:
         agent.kill()
         agent.wait()
+
+
+
+def test_stop_started_leaves_nothing_of_a_session_that_keeps_spawning(tmp_path):
+    """A parent that keeps starting processes naming the Ray dir (as a raylet starts workers):
+    after stop_started nothing of the session or the Ray dir is left, and nothing else was
+    touched."""
+    marker = str(tmp_path / "ray_dir")
+    spawner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "while True:\n"
+         "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', sys.argv[1]],\n"
+         "                     start_new_session=True)\n"
+         "    time.sleep(0.05)\n", marker],
+        start_new_session=True)
+    bystander = sleeper("/tmp/ray/session_2026-11-29_other_4")
+    try:
+        deadline = time.monotonic() + 20
+        while len(local_ray.pids_of(marker)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped = local_ray.stop_started(marker, sid=spawner.pid)
+        assert spawner.pid in stopped and len(stopped) >= 3
+        assert spawner.wait(timeout=10) == -9
+        assert local_ray.pids_of(marker) == [] and local_ray.session_pids(spawner.pid) == []
+        assert bystander.poll() is None
+    finally:
+        spawner.kill()
+        spawner.wait()
+        local_ray.kill(local_ray.pids_of(marker))
+        bystander.kill()
+        bystander.wait()

@@ -155,8 +155,13 @@ def test_a_torn_last_line_is_ignored(tmp_path):
     spool = Spool(str(tmp_path))
     spool.append(metrics_op("t1", 1, 0.5))
     with open(spool.ops_path, "a") as f:
-        f.write('{"op": "metr')  # the process died mid-write
+        f.write('{"op": "metr')  # not complete yet (or the process died mid-write)
     assert len(spool.ops()) == 1
+    with open(spool.ops_path, "a") as f:  # read incrementally: a piece completed later counts
+        f.write('ics", "key": "t1", "step": 2, "ts": 1, "metrics": {"val": 0.4}}\n')
+    spool.append(metrics_op("t1", 3, 0.3))
+    assert [op["step"] for op in spool.ops()] == [1, 2, 3]
+    assert [op["step"] for op in Spool(str(tmp_path)).ops()] == [1, 2, 3]  # a fresh reader
 
 
 def test_the_tracker_pickles_and_only_appends(tmp_path):

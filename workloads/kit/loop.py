@@ -28,7 +28,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -37,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from workloads import timeline
 from workloads.contract import DIVERGED, EPOCH, Session, Workload
 from workloads.knobs import ConfigError
 
@@ -252,17 +252,9 @@ def report_epoch(session: Session, metrics: Mapping[str, float], model: torch.nn
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
-TIMELINE_ENV = "SWEEPS_TIMELINE"  # benchmarks/sweep_overhead.py; sweeps/timeline.py
-
-
 def _mark(phase: str, session: Session, epoch: int | None = None) -> None:
-    """With SWEEPS_TIMELINE=<file> set, append {pid, rank, phase, t, epoch} to it (benchmarks
-    only); one environment lookup otherwise."""
-    path = os.environ.get(TIMELINE_ENV)
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"pid": os.getpid(), "rank": session.rank, "phase": phase,
-                                "t": time.time(), "epoch": epoch}) + "\n")
+    """A timestamp for benchmarks/sweep_overhead.py (workloads/timeline.py; nothing unset)."""
+    timeline.mark(phase, rank=session.rank, epoch=epoch)
 
 
 def resolve_config(workload: Workload, config: Mapping[str, Any] | Any) -> Any:
