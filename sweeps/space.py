@@ -23,7 +23,7 @@ import yaml
 
 from sweeps.decision import Criterion
 from sweeps.errors import SpaceError, clip
-from sweeps.keys import BASELINE_TAG, CONFIRM_OF
+from sweeps.keys import trial_knobs
 from workloads.contract import EPOCH, EPOCHS_KNOB, SEED_KNOB, ConfigError, Workload
 from workloads.knobs import BATCH_KNOB, Domain, coerce_knob, format_knob, shown
 from workloads.registry import get_workload, is_known, workload_names
@@ -213,13 +213,11 @@ class Space:
 
     def trial_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Every knob of one trial by public name: workload defaults < fixed < searched."""
-        wl = self.get_workload()
-        return wl.public_values(wl.resolve({**self.fixed, **params}))
+        return trial_knobs(self.get_workload(), self.fixed, params)
 
     def trial_knobs(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Every knob of a trial from Tune's config (searched values, maybe the baseline tag)."""
-        return self.trial_config({k: v for k, v in config.items()
-                                  if k not in (BASELINE_TAG, CONFIRM_OF)})
+        return trial_knobs(self.get_workload(), self.fixed, config)
 
     def epochs(self) -> int:
         """Epochs a finished trial has run: the workload's epochs knob (the contract names it)."""
