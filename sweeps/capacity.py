@@ -21,6 +21,14 @@ class Demand:
         return cls(r.workers_per_trial, r.workers_per_trial * r.cpus_per_worker,
                    r.workers_per_trial * r.gpus_per_worker, space.budget.max_concurrent)
 
+    def fills(self, cluster: Mapping[str, float]) -> bool:
+        """Do the trials allowed to train at once take all of the cluster's CPUs, or all of its
+        GPUs when they use GPUs? Then a trial started beyond them cannot train until one ends;
+        its driver and Train controller (0 CPU reserved) only come up ready."""
+        n = self.max_concurrent
+        return (n * self.cpus_per_trial >= cluster.get("CPU", 0.0) - 1e-9
+                or (self.gpus_per_trial > 0 and n * self.gpus_per_trial >= cluster.get("GPU", 0.0) - 1e-9))
+
     def plan_lines(self) -> list[str]:
         return [f"per trial: {self.workers_per_trial} DDP worker(s) = {self.cpus_per_trial:g} CPU, "
                 f"{self.gpus_per_trial:g} GPU",

@@ -10,6 +10,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from sweeps.capacity import Demand
 from sweeps.driver import wrapped_driver
 from sweeps.search import make_scheduler, make_searcher
 from sweeps.space import Space
@@ -117,6 +118,11 @@ def build_confirm_tuner(space: Space, run_dir: str, configs: Sequence[dict], *,
     """The confirmation stage: exactly `configs` (sweeps/confirm.py), the same Train DDP driver,
     never pruned (FIFO) and not cut by the search's time limit."""
     tune_storage, train_storage = storage_paths(run_dir, storage)
+    # One confirm run more than may train at once, when those already fill the cluster: its
+    # driver and Train controller come up while the running one trains (Demand.fills). Only
+    # here: confirm runs are fixed and never pruned, so start order changes no result; in the
+    # search, TPE would suggest without the running trial's result.
+    limit = space.budget.max_concurrent + int(Demand.of(space).fills(ray.cluster_resources()))
     return tune.Tuner(
         wrapped_driver(space, train_storage),
         # every key of the configs must be in the param space; the points fill in the values
@@ -125,9 +131,9 @@ def build_confirm_tuner(space: Space, run_dir: str, configs: Sequence[dict], *,
             # each point replaces one sample: num_samples = len(configs) runs exactly those
             # the driver takes ~0 CPU, so only the generator's own limit holds trials back
             search_alg=BasicVariantGenerator(points_to_evaluate=[dict(c) for c in configs],
-                                             max_concurrent=space.budget.max_concurrent),
+                                             max_concurrent=limit),
             scheduler=FIFOScheduler(), num_samples=len(configs),
-            max_concurrent_trials=space.budget.max_concurrent),
+            max_concurrent_trials=limit),
         run_config=tune.RunConfig(name=CONFIRM_DIR_NAME, storage_path=tune_storage,
                                   callbacks=list(callbacks), verbose=0),
     )

@@ -197,3 +197,22 @@ def test_smoke_skips_the_confirmation_unless_asked():
     kept = Overrides(smoke=True, confirm_seeds=2).apply(s)
     assert kept.confirm.seeds == 2 and kept.confirm.finalists == 2
     assert Overrides(finalists=1).apply(s).confirm.finalists == 1
+
+
+@pytest.mark.parametrize("resources, max_concurrent, cluster, extra", [
+    # the shipped laptop case: one 2-worker trial fills 2 CPUs -> one more may wait ready
+    ({"workers_per_trial": 2, "cpus_per_worker": 1}, 1, {"CPU": 2.0}, 1),
+    # CPUs left over: an extra trial would train alongside, beyond the user's limit -> none
+    ({"workers_per_trial": 2, "cpus_per_worker": 1}, 1, {"CPU": 8.0}, 0),
+    ({"workers_per_trial": 2, "cpus_per_worker": 1}, 4, {"CPU": 8.0}, 1),
+    # GPUs are what is full
+    ({"workers_per_trial": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}, 2,
+     {"CPU": 16.0, "GPU": 2.0}, 1),
+    ({"workers_per_trial": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}, 1,
+     {"CPU": 16.0, "GPU": 2.0}, 0),
+])
+def test_a_confirmation_trial_starts_ahead_only_when_the_running_ones_fill_the_cluster(
+        resources, max_concurrent, cluster, extra):
+    from sweeps.capacity import Demand
+    s = space(resources=resources, budget={"trials": 6, "max_concurrent": max_concurrent})
+    assert int(Demand.of(s).fills(cluster)) == extra
