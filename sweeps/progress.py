@@ -66,8 +66,12 @@ class ProgressPrinter(tune.Callback):
                 f"pruned {self.counts['pruned']} · failed {failed} · best {o.name} {best}")
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        # A trial started beyond the limit is a confirm run started ahead (tuner.py): say so,
+        # or the terminal shows more trials than may train at once.
+        ahead = len(self.running) >= self.space.budget.max_concurrent
         self.running.add(trial.trial_id)
-        self.say(f"start  {trial.trial_id}: {self.describe(trial)}")
+        self.say(f"start  {trial.trial_id}: {self.describe(trial)}"
+                 + (" (ready; trains when a running trial ends)" if ahead else ""))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         self.last[trial.trial_id] = result

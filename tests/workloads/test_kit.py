@@ -244,20 +244,15 @@ def test_an_old_finished_checkpoint_without_metrics_reruns_its_last_epoch(uninte
 
 
 def _ddp_resume_worker(rank, init_file, candidates, out_dir):
-    import torch
-    import torch.distributed as dist
     from examples import custom_workload as CW
+    from tests.workloads.gloo import gloo_group
     from workloads.contract import LocalSession
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
+    with gloo_group(init_file, rank, 2):
         session = LocalSession(world_size=2, rank=rank, restored_checkpoint_dirs=candidates[rank])
         CW.WORKLOAD.train(RESUME_KNOBS, session)
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(session.history, f)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_ddp_ranks_agree_on_the_checkpoint_when_one_rank_cannot_read_it(uninterrupted,

@@ -7,16 +7,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.workloads.gloo import gloo_group
+
 KNOBS = {"num_images": 60, "ood_images": 10, "image_size": 32, "batch_size": 8, "width": 8,
          "epochs": 2, "steps_per_epoch": 3, "lambda": 0.2, "compute_every": 2,
          "num_probes": 4}
 
 
 def _worker(rank: int, world: int, tmp: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(tmp, 'store')}",
-                            rank=rank, world_size=world)
-    try:
+    with gloo_group(os.path.join(tmp, "store"), rank, world):
         import workloads.saliency as W
         from workloads.contract import LocalSession
         session = LocalSession(world_size=world, rank=rank,
@@ -24,8 +23,6 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         W.train({**KNOBS, "data_root": os.path.join(tmp, "data")}, session)
         with open(os.path.join(tmp, f"rank{rank}.json"), "w") as f:
             json.dump({"history": session.history, "checkpoints": session.checkpoints}, f)
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
@@ -83,18 +80,13 @@ def _grads(world: int, rank: int, fixation_total=None, shards: int | None = None
 
 
 def _grad_worker(rank: int, world: int, tmp: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(tmp, 'store')}",
-                            rank=rank, world_size=world)
-    try:
+    with gloo_group(os.path.join(tmp, "store"), rank, world):
         counts = _global_batch()[2][rank * 6 // world:(rank + 1) * 6 // world]
         total = counts.sum().clone()
         dist.all_reduce(total)  # what the workload's step does before the loss
         grads = _grads(world, rank, fixation_total=total)
         if rank == 0:
             torch.save(grads, os.path.join(tmp, "ddp.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_ranks_compute_the_one_process_regularized_gradient(tmp_path):

@@ -3,9 +3,9 @@ batch): the per-worker batch split, the sampler sharding and the gradient averag
 import os
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.workloads.gloo import gloo_group
 from workloads import ten_lm
 from workloads.kit import loop
 from workloads.contract import LocalSession
@@ -15,16 +15,11 @@ KNOBS = dict(corpus_bytes=20_000, seq_len=32, batch_size=8, epochs=1, steps_per_
 
 
 def _worker(rank: int, world_size: int, init_file: str, ckpt_root: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world_size)
-    try:
+    with gloo_group(init_file, rank, world_size):
         session = LocalSession(world_size=world_size, rank=rank, checkpoint_root=ckpt_root)
         ten_lm.train(KNOBS, session)
         if rank == 0:
             torch.save(session.history, os.path.join(ckpt_root, "history.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 def _params(root: str) -> dict:
