@@ -59,7 +59,7 @@ from typing import Any, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from sweeps.local_ray import stop_started  # noqa: E402
+from sweeps.local_ray import proc_stat, stop_started  # noqa: E402
 from workloads.timeline import TIMELINE_ENV  # noqa: E402
 
 CASES = {  # name -> space file whose workload, fixed knobs and resources the case uses
@@ -130,12 +130,10 @@ def process_kind(pid: int) -> Optional[str]:
 
 def process_cpu(pid: int) -> Optional[float]:
     """utime + stime of a process, in seconds."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+    fields = proc_stat(pid)
+    if fields is None:
         return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuSampler:

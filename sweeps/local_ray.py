@@ -30,13 +30,23 @@ RECORD = ".local_ray.json"
 log = logging.getLogger("sweeps.local_ray")
 
 
-def _start_time(pid: int) -> Optional[str]:
-    """A process's start time (field 22 of /proc/<pid>/stat): tells a reused pid apart."""
+def proc_stat(pid: int | str) -> Optional[list[str]]:
+    """The fields of /proc/<pid>/stat after the command name: [0] is field 3 (state), [1] the
+    parent pid, [11]/[12] utime/stime, [19] field 22 (start time, clock ticks since boot);
+    None if the process is gone. (The name may hold spaces and parentheses: split at the last
+    ")".)"""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return fields if len(fields) > 19 else None
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """A process's start time: tells a reused pid apart."""
+    fields = proc_stat(pid)
+    return None if fields is None else fields[19]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -77,12 +87,9 @@ def session_pids(sid: int) -> list[int]:
 
 
 def _is_zombie(pid: int) -> bool:
-    """Already dead, waiting for its parent to reap it: nothing left to stop."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return True
+    """Already dead, waiting for its parent to reap it (or gone): nothing left to stop."""
+    fields = proc_stat(pid)
+    return fields is None or fields[0] == "Z"
 
 
 def kill(pids) -> list[int]:
@@ -168,8 +175,10 @@ def stop_orphans(output_dir: str) -> list[int]:
 
 def _alive(record: dict) -> bool:
     pid = record.get("pid")
-    return isinstance(pid, int) and _start_time(pid) is not None and \
-        _start_time(pid) == record.get("start")
+    if not isinstance(pid, int):
+        return False
+    start = _start_time(pid)
+    return start is not None and start == record.get("start")
 
 
 def _read(output_dir: str) -> list[dict]:

@@ -12,17 +12,19 @@ from typing import Any, Optional
 from ray.train.v2._internal.execution.callback import (ControllerCallback, ReportCallback,
                                                        WorkerGroupCallback)
 
+from sweeps.local_ray import proc_stat
 from workloads.timeline import TIMELINE_ENV, enabled, mark  # noqa: F401 (the sweep's API)
 
 
 def process_start_time(pid: int | str = "self") -> Optional[float]:
     """When this process was created (time.time() scale), from /proc; None if unavailable."""
+    fields = proc_stat(pid)
+    if fields is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
         with open("/proc/stat") as f:
             btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, StopIteration, IndexError):
         return None
 

@@ -27,6 +27,7 @@ import signal
 
 import pytest
 
+from sweeps import local_ray
 from tests.sweeps.e2e_helpers import (child_runs, short_temp_dir, start_cli, stop_leftovers,
                                       wait_until, write_space)
 from workloads.kit.loop import CHECKPOINT_FALLBACKS, CHECKPOINT_MODEL
@@ -41,14 +42,9 @@ SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's registered check
 def _descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
+        fields = local_ray.proc_stat(entry) if entry.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [root]
     while todo:
         for child in children.get(todo.pop(), []):
