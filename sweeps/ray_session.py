@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
+import os
 import posixpath
+import shutil
+import tempfile
 from typing import Mapping, Sequence
 
 import pyarrow.fs
@@ -42,13 +45,17 @@ def older_checkpoints(filesystem: pyarrow.fs.FileSystem, path: str) -> list[str]
 
 
 class CheckpointDirs(Sequence[str]):
-    """Checkpoints to resume from, newest first, as local directories: each is copied to local
-    disk (Checkpoint.to_directory) only when the loop asks for it; `label(i)` names it without
-    copying."""
+    """Checkpoints to resume from, newest first, as local directories, read-only. One on the
+    local filesystem is read where it is; one elsewhere (S3, GCS, ...) is copied into a private
+    temp dir only when the loop asks for it, and `release()` (called by the loop once it has
+    loaded one) removes the copies. `Checkpoint.to_directory()` alone left a
+    /tmp/checkpoint_tmp_* copy behind on every restore, local storage included. `label(i)`
+    names a checkpoint without copying it."""
 
     def __init__(self, checkpoints: Sequence[ray.train.Checkpoint]):
         self._checkpoints = list(checkpoints)
         self._local: dict[int, str] = {}
+        self._copies: str | None = None  # the private temp dir, made on the first copy
 
     def __len__(self) -> int:
         return len(self._checkpoints)
@@ -60,8 +67,22 @@ class CheckpointDirs(Sequence[str]):
             raise IndexError(i)
         i %= len(self)
         if i not in self._local:
-            self._local[i] = self._checkpoints[i].to_directory()
+            self._local[i] = self._local_dir(self._checkpoints[i], i)
         return self._local[i]
+
+    def _local_dir(self, checkpoint: ray.train.Checkpoint, i: int) -> str:
+        if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+            return checkpoint.path
+        if self._copies is None:
+            self._copies = tempfile.mkdtemp(prefix="restore_")
+        return checkpoint.to_directory(os.path.join(self._copies, str(i)))
+
+    def release(self) -> None:
+        """Remove the local copies (a later access copies again)."""
+        if self._copies is not None:
+            shutil.rmtree(self._copies, ignore_errors=True)
+        self._copies = None
+        self._local.clear()
 
     def label(self, i: int) -> str:
         return self._checkpoints[i].path

@@ -19,7 +19,8 @@ checkpoint_dir=...)` exactly once, rank 0 passing a checkpoint directory and the
 `session.restored_checkpoint_dir` when that is set — or, when a session has the optional
 attribute `restored_checkpoint_dirs` (a sequence, newest first; RaySession and LocalSession do)
 and it is not empty, from the first of those that loads (the kit: workloads/kit/loop.py
-`restore`). Every report carries EPOCH, the number of epochs completed (1 after the first),
+`restore`, which then calls the sequence's `release()` if it has one: RaySession's drops the
+copies it downloaded). Every report carries EPOCH, the number of epochs completed (1 after the first),
 and DIVERGED: ASHA's rungs and the sweep's "finished" test count EPOCH against the
 EPOCHS_KNOB; a trial with DIVERGED = 1 stopped because its loss became non-finite (other
 metrics may then be NaN).

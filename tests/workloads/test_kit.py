@@ -303,3 +303,31 @@ def test_older_checkpoints_are_listed_newest_first_through_the_filesystem(tmp_pa
     with open(os.path.join(dirs[1], "state.json")) as f:  # copied to local disk on demand
         assert json.load(f) == {"name": names[1]}
     assert len(restore_candidates(None)) == 0
+
+
+def test_restore_reads_local_checkpoints_in_place_and_removes_downloaded_copies(
+        uninterrupted, tmp_path, monkeypatch):
+    """Ray's Checkpoint.to_directory() left a /tmp/checkpoint_tmp_* copy on every restore: a
+    local checkpoint is now read where it is, a remote one (here a SubTreeFileSystem, which is
+    not the local filesystem) is copied into a private temp dir that the restore removes."""
+    import tempfile
+
+    import pyarrow.fs
+    import ray.train
+
+    from sweeps.ray_session import CheckpointDirs
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ep2, ep1 = _copies(uninterrupted, tmp_path, 2, 1)
+
+    local = CheckpointDirs([ray.train.Checkpoint(ep2), ray.train.Checkpoint(ep1)])
+    assert local[0] == ep2 and local[1] == ep1 and list(scratch.iterdir()) == []
+
+    remote_fs = pyarrow.fs.SubTreeFileSystem(str(tmp_path), pyarrow.fs.LocalFileSystem())
+    remote = CheckpointDirs([ray.train.Checkpoint("epoch2", filesystem=remote_fs),
+                             ray.train.Checkpoint("epoch1", filesystem=remote_fs)])
+    resumed = _train_custom(tmp_path / "resumed", restored_checkpoint_dirs=remote)
+    assert [h["epoch"] for h in resumed.history] == [3.0]  # it did load epoch 2's copy
+    _assert_same_final_state(resumed.checkpoints[-1], uninterrupted.checkpoints[-1])
+    assert list(scratch.iterdir()) == []  # the copy is gone once the weights are loaded

@@ -202,6 +202,16 @@ def restore(session: Session, model: torch.nn.Module, optimizer: torch.optim.Opt
     epoch), so that reproduces the same final metrics and weights.
     """
     candidates = checkpoint_candidates(session)
+    try:
+        return _restore_first_loadable(session, candidates, model, optimizer, epochs)
+    finally:
+        release = getattr(candidates, "release", None)  # RaySession: drop downloaded copies
+        if callable(release):
+            release()
+
+
+def _restore_first_loadable(session: Session, candidates: Sequence[str], model: torch.nn.Module,
+                            optimizer: torch.optim.Optimizer, epochs: int) -> Restored:
     low, neg_high = _all_min([len(candidates), -len(candidates)], session.device)
     count = int(low)
     if count != int(-neg_high) and session.rank == 0:
