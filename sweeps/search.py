@@ -8,6 +8,7 @@ import optuna
 import optuna.distributions as od
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.keys import BASELINE_TAG, EPOCH
@@ -78,6 +79,7 @@ class BaselineFirst(Searcher):
         self.baseline = None if baseline is None else dict(baseline)
         self.baseline_trial_id: Optional[str] = None
         self.epochs = epochs
+        self.reported_epoch: dict[str, int] = {}  # trial -> last epoch told to Optuna
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -92,8 +94,19 @@ class BaselineFirst(Searcher):
         return self.searcher.suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id != self.baseline_trial_id:
-            self.searcher.on_trial_result(trial_id, result)
+        if trial_id == self.baseline_trial_id:
+            return
+        if EPOCH in result:
+            # Optuna's step is the epoch, not Tune's iteration: a trial resumed by `--resume`
+            # has no Tune checkpoint (Train keeps its own), so Tune counts its reports from 1
+            # again — Optuna then dropped them as "already reported" and filed later epochs'
+            # values under earlier steps (TPE ranks a PRUNED trial by its last step).
+            epoch = int(result[EPOCH])
+            if epoch <= self.reported_epoch.get(trial_id, 0):
+                return  # re-reported after a restore: the same epoch, already told
+            self.reported_epoch[trial_id] = epoch
+            result = {**result, TRAINING_ITERATION: epoch}
+        self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None,
                           error: bool = False) -> None:
@@ -107,12 +120,13 @@ class BaselineFirst(Searcher):
     # SearchGenerator saves wrappers through get_state/set_state and the inner searcher itself.
     def get_state(self) -> dict:
         return {"baseline": self.baseline, "baseline_trial_id": self.baseline_trial_id,
-                "epochs": self.epochs}
+                "epochs": self.epochs, "reported_epoch": dict(self.reported_epoch)}
 
     def set_state(self, state: dict) -> None:
         self.baseline = state["baseline"]
         self.baseline_trial_id = state["baseline_trial_id"]
         self.epochs = state.get("epochs")
+        self.reported_epoch = dict(state.get("reported_epoch", {}))
 
     def save(self, checkpoint_path: str) -> None:
         self.searcher.save(checkpoint_path)

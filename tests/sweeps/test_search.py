@@ -59,6 +59,28 @@ def test_baseline_first_then_optuna_and_baseline_kept_out_of_study():
     assert restored.suggest("t2") != first
 
 
+def test_optuna_steps_are_epochs_also_after_a_resume(recwarn):
+    """A resumed trial has no Tune checkpoint, so Tune numbers its reports from 1 again;
+    Optuna must still file each epoch's value under that epoch, once."""
+    space = load_space("entropy_lambda")
+    searcher = make_searcher(space)
+    searcher.suggest("t0")  # the baseline
+    searcher.suggest("t1")
+    values = {1: 0.10, 2: 0.12, 3: 0.15, 4: 0.16, 5: 0.18}
+    for epoch in (1, 2, 3):
+        searcher.on_trial_result("t1", {"val_ig": values[epoch], "epoch": epoch,
+                                        "training_iteration": epoch})
+    resumed = BaselineFirst(searcher.searcher, {})  # the sweep is killed and resumed
+    resumed.set_state(searcher.get_state())
+    # Train resumes from the epoch-2 checkpoint: epoch 3 again, then 4 and 5, as iterations 1-3
+    for iteration, epoch in enumerate((3, 4, 5), start=1):
+        resumed.on_trial_result("t1", {"val_ig": values[epoch], "epoch": epoch,
+                                       "training_iteration": iteration})
+    (trial,) = searcher.searcher._ot_study.trials
+    assert trial.intermediate_values == values
+    assert not [w for w in recwarn if "already reported" in str(w.message)]
+
+
 def test_multi_objective_searcher_and_asha_on_epoch():
     space = load_space("entropy_lambda")
     scheduler = make_scheduler(space)
