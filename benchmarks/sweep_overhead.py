@@ -40,7 +40,10 @@ Columns (seconds, median over trials; rank 0's clock for the workers):
                waits
 A second table splits the sweep's CPU time by process role (from /proc, every 0.5 s), per
 trial for the processes every trial starts, per sweep for the rest; a third gives each sweep's
-wall time and the fraction of it spent in training steps (rank 0's steps, all trials).
+wall time and the fraction of it spent in training steps (rank 0's steps, all trials), with
+the most that fraction could be for the CPU work measured: the sweep's processes' CPU-seconds /
+cores is the shortest wall they fit in, steps included. Sampling misses a process's last < 0.5 s,
+so the CPU is undercounted and the "at most" is, if anything, too high.
 """
 from __future__ import annotations
 
@@ -404,6 +407,13 @@ def sweep_summary(res: dict, rows: list[dict]) -> dict:
             "epochs": sum(r["epochs"] for r in done)}
 
 
+def steps_share_ceiling(steps: float, cpu_s: float, cores: int) -> float:
+    """The most `steps` could be of the wall for this much CPU work: the sweep's processes used
+    `cpu_s` CPU-seconds (steps included), so even packed perfectly on `cores` cores its wall is
+    >= cpu_s / cores. Only less CPU work — not overlap — raises it."""
+    return steps * cores / cpu_s if cpu_s > 0 else float("nan")
+
+
 # --------------------------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------------------------
@@ -431,13 +441,16 @@ def table(results: list[dict]) -> str:
 
 def sweep_lines(results: list[dict]) -> str:
     lines = ["| case | workers | sweep wall | before 1st trial | after last | steps | "
-             "steps / wall |", "|---|---|---:|---:|---:|---:|---:|"]
+             "steps / wall | CPU s, all processes | steps / wall at most (that CPU on "
+             f"{os.cpu_count()} cores) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         s = r.get("sweep")
         if s:
+            cpu = s.get("cpu_s", float("nan"))
             lines.append(f"| {r['case']} | {r['workers'] or 'as in space'} | {s['wall']:.1f} | "
                          f"{s['before_first_trial']:.1f} | {s['after_last_trial']:.1f} | "
-                         f"{s['steps']:.1f} | {100 * s['steps_fraction']:.1f} % |")
+                         f"{s['steps']:.1f} | {100 * s['steps_fraction']:.1f} % | {fmt(cpu)} | "
+                         f"{fmt(100 * s.get('steps_ceiling', float('nan')))} % |")
     return "\n".join(lines)
 
 
@@ -538,6 +551,9 @@ def main() -> int:
                 summary = sweep_summary(res, rows)
                 case_result["trials"] += [r for r in rows if not r.get("incomplete")]
                 summary["cpu_by_process"] = res["cpu"].cpu_by_kind()
+                summary["cpu_s"] = sum(v["cpu_s"] for v in summary["cpu_by_process"].values())
+                summary["steps_ceiling"] = steps_share_ceiling(summary["steps"],
+                                                               summary["cpu_s"], os.cpu_count())
                 if args.json:  # the raw events, to re-read a run without re-running it
                     raw = f"{os.path.splitext(args.json)[0]}.{case_result['case']}" \
                           f"{'' if workers is None else f'x{workers}'}.r{rep}.timeline.jsonl"
