@@ -35,7 +35,7 @@ class MLPKnobs(LoopKnobs):
     n_train: int = knob(512, at_least(8), help="generated training examples")
     n_val: int = knob(256, at_least(8))
     noise: float = knob(0.3, at_least(0), help="std of the label noise")
-    data_seed: int = knob(0, help="fixed apart from seed: every trial, same data")
+    data_seed: int = knob(0, help="one draw for every search trial; confirm runs get fresh ones")
 
 
 METRICS = {"val_mse": "minimize", "train_mse": "minimize"}
@@ -95,7 +95,7 @@ def check(cfg: MLPKnobs) -> list[str]:
 SMOKE = {"epochs": 2, "n_train": 128, "n_val": 64, "hidden": 16, "batch_size": 32}
 
 WORKLOAD = kit.make_workload(name="custom_mlp", knobs=MLPKnobs, metrics=METRICS, setup=setup,
-                             smoke=SMOKE, check=check)
+                             smoke=SMOKE, check=check, data_seed_knob="data_seed")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ Selecting the best of many noisy single-seed trials and reporting its score is t
 curse. So after the search the `confirm.finalists` best finished trials and the baseline are
 re-run on the same `confirm.seeds` fresh seeds (the workload's seed knob: search seed + 1, + 2,
 ...), as ordinary trials that are never pruned; seed i of a finalist is paired with seed i of
-the baseline. `sweeps/decision.py` turns the paired differences into GO / NO-GO / INCONCLUSIVE.
+the baseline. A workload with a data seed knob (saliency: the synthetic draw and the
+train/val split) gets a fresh one with each seed (search value + 1, + 2, ...): a finalist was
+chosen for its score on the search's validation set, and re-scoring it there would carry that
+selection into the verdict (a winner's curse over the data, not the model seed). `sweeps/decision.py` turns the paired differences into GO / NO-GO / INCONCLUSIVE.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def confirm_seeds(space: Space) -> list[int]:
 
 def confirm_configs(space: Space, finalists: Sequence[Mapping[str, Any]],
                     seeds: Sequence[int]) -> list[dict]:
-    """One Tune config per (baseline or finalist, seed), baseline first, in seed order."""
+    """One Tune config per (seed, baseline or finalist): seed order, the baseline first."""
     cases = [(BASELINE, {**(space.baseline or {}), BASELINE_TAG: True})]
     cases += [(f["trial_id"], {**{k: v for k, v in f["params"].items() if k != BASELINE_TAG},
                                BASELINE_TAG: False}) for f in finalists]
@@ -51,8 +54,22 @@ def confirm_configs(space: Space, finalists: Sequence[Mapping[str, Any]],
     for of, params in cases:
         knobs = space.trial_knobs(params)
         filled.append((of, {k: params[k] if k in params else _plain(knobs[k]) for k in keys}))
-    return [{**params, SEED_KNOB: seed, CONFIRM_OF: of} for of, params in filled
-            for seed in seeds]
+    # Seed by seed (all cases of seed 1, then of seed 2, ...): a stage cut short by the time
+    # limit still has whole pairs, and each seed's data is drawn and decoded while it is used.
+    fresh_data = data_seeds(space, seeds)
+    return [{**params, SEED_KNOB: seed, **fresh_data.get(seed, {}), CONFIRM_OF: of}
+            for seed in seeds for of, params in filled]
+
+
+def data_seeds(space: Space, seeds: Sequence[int]) -> dict[int, dict[str, int]]:
+    """{seed: {data seed knob: value}}: the search's data seed moved by as much as the seed
+    ({} for a workload without a data seed knob). Same for every case: pairing by seed pairs
+    the data too."""
+    knob = space.get_workload().data_seed_knob
+    if knob is None:
+        return {}
+    base = space.trial_config({})
+    return {seed: {knob: int(base[knob]) + seed - int(base[SEED_KNOB])} for seed in seeds}
 
 
 def _plain(value: Any) -> Any:

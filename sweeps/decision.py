@@ -1,8 +1,8 @@
 """The confirmation verdict: is a finalist really better than the baseline, with confidence?
 
 After the search, each finalist and the baseline are re-run on the same fresh seeds; seed i of a
-finalist is paired with seed i of the baseline (same data order and init), which cancels most of
-the seed-to-seed noise. Per finalist and criterion we look at the per-seed *improvement* over the
+finalist is paired with seed i of the baseline (same init, data order and, for a workload
+with a data seed, the same fresh data draw), which cancels most of the seed-to-seed noise. Per finalist and criterion we look at the per-seed *improvement* over the
 baseline (always oriented so that positive = better, also for minimized metrics) and test it
 against the criterion's threshold:
 
@@ -244,8 +244,8 @@ class Verdict:
 
 
 def within_noise(diff: float, seed_sd: float) -> bool:
-    """A single-seed difference smaller than the seed spread (sd of the baseline's confirm runs)
-    cannot be told from noise. False when either number is unknown (non-finite)."""
+    """A single-seed difference smaller than the seed spread (sweeps.report.seed_spread: the sd
+    over confirmation seeds of finalist − baseline) cannot be told from noise. False when either number is unknown (non-finite)."""
     return math.isfinite(diff) and math.isfinite(seed_sd) and abs(diff) < seed_sd
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 import warnings
 from typing import Any, Mapping, Optional, Sequence
 
@@ -35,6 +36,24 @@ from sweeps.space import Space  # noqa: E402
 BASE_COLOR, SEARCH_COLOR = "0.35", "tab:blue"
 PAIRED_NOTE = ("Bars and band: 95% CI of each arm's mean over its seeds (unpaired) — the verdict "
                "tests the paired differences (same seed), which cancel most seed noise")
+FRESH_DATA_NOTE = ("Confirmation runs draw fresh data with each seed; search trials ran on the "
+                   "search's data.")
+
+
+def paired_note(space: Space) -> str:
+    if space.get_workload().data_seed_knob is None:
+        return PAIRED_NOTE
+    return FRESH_DATA_NOTE + "\n" + PAIRED_NOTE.replace("(same seed)", "(same seed and data)")
+
+
+def _footnote(fig, text: str, fontsize: float) -> float:
+    """`text` wrapped to the figure's width at its foot; returns the height it takes (figure
+    fraction), so legends and axes can sit above it."""
+    chars = int(fig.get_figwidth() * 72 / (fontsize * 0.55))
+    lines = [w for para in text.split("\n") for w in textwrap.wrap(para, chars)]
+    fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=fontsize,
+             color="0.3")
+    return (len(lines) * fontsize * 1.3 / 72 + 0.05) / fig.get_figheight()
 FINALIST_COLORS = ("tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
@@ -119,14 +138,14 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                          fontsize=10)
             ax.grid(alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-                   bbox_to_anchor=(0.5, 0.02))
-        if groups:
-            fig.text(0.5, 0.0, PAIRED_NOTE, ha="center", va="bottom", fontsize=7.5,
-                     color="0.3")
-        fig.subplots_adjust(bottom=0.25)
+        foot = _footnote(fig, paired_note(space), 7.5) if groups else 0.0
+        ncol = min(4, len(labels), 2 * len(metrics))  # a one-panel figure is narrow
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8,
+                   bbox_to_anchor=(0.5, foot))
+        legend_rows = -(-len(labels) // max(ncol, 1))
         path = os.path.join(out_dir, f"dose_response_{p.name}.png")
-        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        fig.tight_layout(rect=(0, foot + (legend_rows * 8 * 1.5 + 8) / 72 / fig.get_figheight(),
+                               1, 1))
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
@@ -185,10 +204,8 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
     ax.set_title(f"Trade-off: {x_m} (objective) vs {y_m}", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    if groups:
-        fig.text(0.5, 0.005, PAIRED_NOTE.replace(" — ", "\n"), ha="center", va="bottom",
-                 fontsize=7, color="0.3")
-    return _save(fig, os.path.join(out_dir, "tradeoff.png"), rect=(0, 0.06 if groups else 0, 1, 1))
+    foot = _footnote(fig, paired_note(space), 7) if groups else 0.0
+    return _save(fig, os.path.join(out_dir, "tradeoff.png"), rect=(0, foot, 1, 1))
 
 
 def rebuilt_study(space: Space, search: Sequence[Mapping]) -> optuna.Study:

@@ -51,8 +51,10 @@ class ProgressPrinter(tune.Callback):
 
     def describe(self, trial) -> str:
         if trial.config.get(CONFIRM_OF) is not None:
+            data = self.space.get_workload().data_seed_knob
+            fresh = f", {data}={trial.config.get(data)}" if data in trial.config else ""
             return (f"confirm {trial.config[CONFIRM_OF]} with "
-                    f"{SEED_KNOB}={trial.config.get(SEED_KNOB)}")
+                    f"{SEED_KNOB}={trial.config.get(SEED_KNOB)}{fresh}")
         if trial.config.get(BASELINE_TAG):
             return "baseline " + " ".join(f"{k}={format_knob(v)}"
                                           for k, v in (self.space.baseline or {}).items())

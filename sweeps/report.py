@@ -69,7 +69,10 @@ def seed_spread(confirm_runs: Sequence[Mapping[str, Any]], metrics: Sequence[str
     """Seed noise of a trial-vs-baseline difference: the sd over confirmation seeds of the
     paired difference finalist − baseline (same seed), pooled over finalists (NaN if no
     finalist has 2 comparable seeds). Search trials share the baseline's seed, so their
-    single-seed Δ is a paired difference too: this is the yardstick for it."""
+    single-seed Δ is a paired difference too: this is the yardstick for it. With a data seed
+    the confirm pairs also differ in their data draw, so the sd also holds how the effect
+    varies between draws, which the search's same-data Δ do not: wider on average (not for
+    every draw), i.e. cautious."""
     by: dict[str, dict[int, Mapping]] = {}
     for r in confirm_runs:
         if not r.get("error"):
@@ -253,7 +256,8 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
     lines += ["## Search trials", "",
               "Δ = difference from the search's baseline trial, oriented so that positive = "
               "better; trials share the baseline's seed, so Δ is a paired difference." + (
-                  " Its seed noise — the sd over confirmation seeds of finalist − baseline, "
+                  " Its noise — the sd over confirmation seeds" + (" and data draws"
+                  if space.get_workload().data_seed_knob else "") + " of finalist − baseline, "
                   "pooled over finalists: " + ", ".join(
                       f"{m} {spread[m]:.3g}" for m in metrics if math.isfinite(spread[m]))
                   + "; a |Δ| below it is listed in `within_noise`." if confirm_runs else ""),

@@ -565,9 +565,17 @@ class _Parser:
                           self.setting(spec, "seeds", "confirm.seeds", d.seeds))
         if not baseline:
             self.bad("confirm", "needs a `baseline`: finalists are confirmed against it")
-        if SEED_KNOB in {p.name for p in parameters}:
-            self.bad(f"parameters.{SEED_KNOB}", "cannot be searched with `confirm`: the "
-                                                "confirmation runs set the seed")
+        data_seed = workload.data_seed_knob if workload is not None else None
+        for knob in (SEED_KNOB, data_seed):
+            if knob and knob in {p.name for p in parameters}:
+                self.bad(f"parameters.{knob}", "cannot be searched with `confirm`: the "
+                                               f"confirmation runs set the {knob}")
+            if knob and baseline and knob in baseline:
+                # else the search's Δ would compare runs on other seeds/data, and the confirm
+                # runs would silently replace the value
+                self.bad(f"baseline.{knob}", "cannot be set with `confirm`: the baseline runs "
+                                             f"on the search trials' {knob}, the confirmation "
+                                             f"runs set it")
         dspec = self.mapping(raw.get("decision"), "decision", DECISION_KEYS)
         confidence = self.setting(dspec, "confidence", "decision.confidence", 0.95)
         goals = dict(workload.metrics) if workload is not None else {}

@@ -144,7 +144,9 @@ class Sweep:
         if s.confirm is not None:
             runs = (s.confirm.finalists + 1) * s.confirm.seeds
             lines.append(f"confirm: best {s.confirm.finalists} finished trial(s) + baseline x "
-                         f"{s.confirm.seeds} fresh seeds = up to {runs} runs, never pruned")
+                         f"{s.confirm.seeds} fresh seeds"
+                         f"{' and data draws' if s.get_workload().data_seed_knob else ''} = up to "
+                         f"{runs} runs, never pruned")
             lines.append(f"decision at {s.decision.confidence:.0%}: " + "; ".join(
                 f"{c.metric} {'better by >' if c.kind == 'superiority' else 'worse by <'} "
                 f"{c.margin:g}{' (relative)' if c.relative else ''}" for c in s.decision.criteria))

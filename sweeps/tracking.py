@@ -55,9 +55,12 @@ class MlflowTrialTracker(tune.Callback):
                 STAGE_TAG: "search"}
         name = ("baseline-" if is_baseline else "trial-") + trial_id
         confirms = trial.config.get(CONFIRM_OF)
-        if confirms is not None:  # a confirmation run: which trial, which seed
+        if confirms is not None:  # a confirmation run: which trial, which seed (and data)
             seed = trial.config.get(SEED_KNOB)
             tags.update({STAGE_TAG: "confirm", CONFIRM_OF: str(confirms), "seed": str(seed)})
+            data = self.space.get_workload().data_seed_knob
+            if data in trial.config:
+                tags[data] = str(trial.config[data])
             name = f"confirm-{confirms}-seed{seed}"
         params = {p.key: p.value for p in flat_params(self.space.trial_knobs(trial.config))}
         self.spool.append({"op": "child", "key": trial_id, "experiment_id": self.experiment_id,

@@ -12,6 +12,8 @@ A workload module exposes one `WORKLOAD = Workload(...)`:
                directories, files), one line each, cheap, run before any Ray time (optional)
     input_errors  exception types `train` raises for bad input (e.g. a corrupt data file), which
                the CLIs turn into exit code 2 (optional)
+    data_seed_knob  the int knob that draws or splits the data; confirmation runs vary it with
+               the seed (optional)
 
 `train` runs epochs; at the end of each epoch *every* rank calls `session.report(metrics,
 checkpoint_dir=...)` exactly once, rank 0 passing a checkpoint directory and the others `None`
@@ -73,13 +75,19 @@ class Workload:
     smoke: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[Any], list[str]] | None = None
     input_errors: tuple[type[BaseException], ...] = ()
+    # The int knob that draws or splits the data (a synthetic draw, a train/val split), if the
+    # workload has one. Replicated confirmation runs give it a fresh value along with the seed:
+    # finalists chosen on one validation set are not re-scored on the same one.
+    data_seed_knob: str | None = None
 
     def __post_init__(self) -> None:
         types = K.knob_types(self.knobs)
-        for required in (EPOCHS_KNOB, SEED_KNOB):
-            if types.get(required) is not int:
+        required = (EPOCHS_KNOB, SEED_KNOB) + ((self.data_seed_knob,) if self.data_seed_knob
+                                               else ())
+        for name in required:
+            if types.get(name) is not int:
                 raise TypeError(f"workload {self.name!r}: knobs must include the int knob "
-                                f"{required!r} (see workloads/contract.py)")
+                                f"{name!r} (see workloads/contract.py)")
         reserved = {EPOCH, DIVERGED} & set(self.metrics)
         if reserved:
             raise TypeError(f"workload {self.name!r}: {sorted(reserved)} are report keys the "

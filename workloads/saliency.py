@@ -83,7 +83,8 @@ class SaliencyKnobs(LoopKnobs):
     mit1003_dir: Optional[str] = knob(None, help="None: synthetic")
     cat2000_dir: Optional[str] = knob(None, help="None: synthetic")
     data_root: str = knob("", help="where synthetic data is generated; '' = <tmp>")
-    data_seed: int = knob(0)
+    data_seed: int = knob(0, help="the synthetic draw and the train/val split; confirm runs "
+                                  "get fresh ones")
     num_images: int = knob(300, at_least(2))
     ood_images: int = knob(120, at_least(2))
     fixations_per_image: int = knob(40, at_least(1))
@@ -237,7 +238,8 @@ SMOKE = {"epochs": 2, "num_images": 40, "ood_images": 12, "image_size": 32, "bat
          "num_probes": 4, "width": 8}
 
 WORKLOAD = kit.make_workload(name="saliency", knobs=SaliencyKnobs, metrics=METRICS, setup=setup,
-                             smoke=SMOKE, check=check, input_errors=(DataError,))
+                             smoke=SMOKE, check=check, input_errors=(DataError,),
+                             data_seed_knob="data_seed")
 train = WORKLOAD.train
 
 

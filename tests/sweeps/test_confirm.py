@@ -12,6 +12,7 @@ from sweeps.keys import BASELINE_TAG, CONFIRM_OF
 from sweeps.plots import write_plots
 from sweeps.report import results_table, write_report
 from sweeps.space import parse_space
+from workloads.registry import get_workload
 
 BASE = {"workload": "saliency", "metric": {"name": "val_ig", "goal": "maximize"},
         "parameters": {"lambda": {"distribution": "log_uniform_values", "min": 0.01, "max": 3}},
@@ -45,6 +46,12 @@ def space(**changes):
     (dict(decision={"criteria": []}), "c.yaml: decision.criteria: must be a non-empty list"),
     (dict(parameters={"seed": {"values": [1, 2]}}),
      "c.yaml: parameters.seed: cannot be searched with `confirm`"),
+    (dict(baseline={"lambda": 0.0, "data_seed": 3}),
+     "c.yaml: baseline.data_seed: cannot be set with `confirm`"),
+    (dict(baseline={"lambda": 0.0, "seed": 3}), "c.yaml: baseline.seed: cannot be set with `confirm`"),
+    (dict(parameters={"data_seed": {"values": [1, 2]}}),
+     "c.yaml: parameters.data_seed: cannot be searched with `confirm`: the confirmation runs "
+     "set the data_seed"),
 ])
 def test_each_confirm_rule_gives_its_line(changes, line):
     with pytest.raises(run.SpaceError) as e:
@@ -82,12 +89,34 @@ def test_finalists_fresh_seeds_and_configs():
     assert seeds == [1, 2, 3]  # the search ran seed 0
     configs = confirm.confirm_configs(s, fin, seeds)
     assert len(configs) == 9 and configs[0] == {"lambda": 0.0, BASELINE_TAG: True, "seed": 1,
-                                                CONFIRM_OF: "baseline"}
-    assert {(c[CONFIRM_OF], c["seed"]) for c in configs} == {
-        (of, sd) for of in ("baseline", "x", "y") for sd in seeds}
-    # every knob of a confirm run: the finalist's values with the fresh seed
-    knobs = s.trial_knobs(configs[3])
+                                                "data_seed": 1, CONFIRM_OF: "baseline"}
+    # seed by seed: a stage cut short still has whole pairs
+    assert [(c[CONFIRM_OF], c["seed"]) for c in configs[:4]] == [
+        ("baseline", 1), ("x", 1), ("y", 1), ("baseline", 2)]
+    assert {(c[CONFIRM_OF], c["seed"], c["data_seed"]) for c in configs} == {
+        (of, sd, sd) for of in ("baseline", "x", "y") for sd in seeds}
+    # every knob of a confirm run: the finalist's values with the fresh seed and data
+    knobs = s.trial_knobs(configs[1])
     assert knobs["lambda"] == 0.3 and knobs["seed"] == 1 and CONFIRM_OF not in knobs
+    assert knobs["data_seed"] == 1  # the search's data (0) is not what confirms a finalist
+
+
+def test_fresh_data_follows_the_search_data_seed_and_a_workload_without_one_gets_none():
+    s = space(fixed={"epochs": 3, "data_seed": 10, "seed": 5})
+    fin = [{"trial_id": "x", "params": {"lambda": 0.3}}]
+    seeds = confirm.confirm_seeds(s)
+    assert seeds == [6, 7, 8]
+    configs = confirm.confirm_configs(s, fin, seeds)
+    assert [(c["seed"], c["data_seed"]) for c in configs] == [
+        (6, 11), (6, 11), (7, 12), (7, 12), (8, 13), (8, 13)]
+    ten = parse_space({"workload": "ten_lm", "metric": {"name": "val_bpb", "goal": "minimize"},
+                       "parameters": {"energy_reg_weight": {"values": [0.001, 0.01]}},
+                       "baseline": {"energy_reg_weight": 0.0}, "fixed": {"epochs": 2},
+                       "confirm": {"finalists": 1, "seeds": 2}}, path="t.yaml")
+    assert get_workload("ten_lm").data_seed_knob is None  # its validation split is fixed
+    configs = confirm.confirm_configs(ten, fin[:0], confirm.confirm_seeds(ten))
+    assert [sorted(c) for c in configs] == [sorted(["energy_reg_weight", BASELINE_TAG, "seed",
+                                                    CONFIRM_OF])] * 2
 
 
 def test_a_failed_confirm_run_is_a_failed_seed_not_a_crash():
@@ -100,8 +129,9 @@ def test_a_failed_confirm_run_is_a_failed_seed_not_a_crash():
         t = trial("c", 0, 1.0, 0.8 if better else 0.5)
         t["config"] = c
         runs.append(t)
-    runs[4]["metrics"]["diverged"] = 1.0   # x, seed 2 diverged
-    runs[5]["error"] = True                # x, seed 3 crashed
+    run = {(r["config"][CONFIRM_OF], r["config"]["seed"]): r for r in runs}
+    run["x", 2]["metrics"]["diverged"] = 1.0   # x, seed 2 diverged
+    run["x", 3]["error"] = True                # x, seed 3 crashed
     values = confirm.per_seed_metrics(s, runs, seeds, ["ood_ig"])
     assert values["baseline"]["ood_ig"] == [0.5] * 3
     # diverged: a failed seed (-inf); crashed: no comparison (NaN, dropped)
@@ -116,11 +146,13 @@ def test_report_and_plots_from_a_finished_sweep(tmp_path):
               trial("y", 0.1, 1.001, 0.501)]
     fin = [{"trial_id": "x", "params": {"lambda": 0.3}}]
     runs = []
-    # baseline seeds 1, 2 then finalist seeds 1, 2: paired differences val 0.02, 0.04 and
-    # ood 0.2, 0.3 (sd 0.014 and 0.071), the yardstick for y's single-seed Δ of 0.001
-    for i, (val, ood) in enumerate([(1.0, 0.5), (1.01, 0.6), (1.02, 0.7), (1.05, 0.9)]):
-        t = trial(f"c{i}", 0, val, ood)
-        t["config"] = confirm.confirm_configs(s, fin, confirm.confirm_seeds(s))[i]
+    # paired differences val 0.02, 0.04 and ood 0.2, 0.3 (sd 0.014 and 0.071), the yardstick
+    # for y's single-seed Δ of 0.001
+    values = {("baseline", 1): (1.0, 0.5), ("baseline", 2): (1.01, 0.6),
+              ("x", 1): (1.02, 0.7), ("x", 2): (1.05, 0.9)}
+    for i, c in enumerate(confirm.confirm_configs(s, fin, confirm.confirm_seeds(s))):
+        t = trial(f"c{i}", 0, *values[(c[CONFIRM_OF], c["seed"])])
+        t["config"] = c
         runs.append(t)
     v = confirm.verdict(s, fin, confirm.confirm_seeds(s), runs)
     df = results_table(s, search, confirm_runs=runs)

@@ -79,5 +79,7 @@ def test_confirm_stage_survives_a_kill_and_ends_in_a_verdict(tmp_path):
     for c in confirm:
         assert c.info.status == "FINISHED"
         assert c.data.params["seed"] == c.data.tags["seed"]
+        # fresh data with each seed (search: data_seed 0, seed 0)
+        assert c.data.params["data_seed"] == c.data.tags["data_seed"] == c.data.tags["seed"]
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_mse")]
         assert steps == [1, 2], steps

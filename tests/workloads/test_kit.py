@@ -69,6 +69,10 @@ def test_contract_requires_the_epochs_and_seed_knobs():
     with pytest.raises(TypeError, match="reserves"):
         Workload(name="x", knobs=LoopKnobs, metrics={"epoch": "maximize"},
                  train=lambda c, s: None)
+    with pytest.raises(TypeError, match="'data_seed'"):  # a declared data seed must exist
+        Workload(name="x", knobs=LoopKnobs, metrics={}, train=lambda c, s: None,
+                 data_seed_knob="data_seed")
+    assert W.WORKLOAD.data_seed_knob == "data_seed"
 
 
 def test_presets_own_energy_reg_weight_unless_the_user_sets_it():
