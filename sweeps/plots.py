@@ -280,6 +280,7 @@ def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[M
                 sd = np.nanstd(vals, axis=0, ddof=1)
                 ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.25"
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} per epoch ({_better(goals.get(metric, 'maximize'))})",
                      fontsize=10)

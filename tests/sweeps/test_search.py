@@ -144,7 +144,8 @@ def test_optuna_rdb_storage_holds_the_study_for_optuna_dashboard(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     searcher = make_searcher(space, storage=url, study_name="s1")
     searcher.set_search_properties(None, None, {})
-    suggested = searcher.suggest("t0")
+    assert searcher.suggest("t0")[BASELINE_TAG]  # the baseline: kept out of the study
+    suggested = searcher.suggest("t1")
     study = optuna.load_study(study_name="s1", storage=url)
     assert len(study.trials) == 1
     assert study.trials[0].params["energy_reg_weight"] == suggested["energy_reg_weight"]
