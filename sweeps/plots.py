@@ -105,11 +105,14 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
         for ax, metric in zip(axes[0], metrics):
             pts = [(t["config"][p.name], t["metrics"].get(metric, math.nan), _outcome(t, space))
                    for t in search if p.name in t["config"] and not t["config"].get(BASELINE_TAG)]
-            for outcome, marker in (("finished", "o"), ("pruned", "x")):
+            for outcome, marker, label in (
+                    ("finished", "o", "search trial (finished, 1 seed)"),
+                    # ASHA stopped it early: its value is from an earlier epoch than the others'
+                    ("pruned", "x", "search trial (pruned: its last epoch's value, 1 seed)")):
                 xy = [(x, y) for x, y, o in pts if o == outcome and math.isfinite(y)]
                 if xy:
                     ax.scatter(*zip(*xy), marker=marker, color=SEARCH_COLOR, alpha=0.7,
-                               label=f"search trial ({outcome}, 1 seed)")
+                               label=label)
             base = [r["metrics"].get(metric, math.nan) for r in groups.get("baseline", [])]
             if not base:
                 base = [t["metrics"].get(metric, math.nan) for t in search
@@ -139,7 +142,7 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
             ax.grid(alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
         foot = _footnote(fig, paired_note(space), 7.5) if groups else 0.0
-        ncol = min(4, len(labels), 2 * len(metrics))  # a one-panel figure is narrow
+        ncol = min(len(labels), {1: 1, 2: 2}.get(len(metrics), 4))  # fits the figure width
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8,
                    bbox_to_anchor=(0.5, foot))
         legend_rows = -(-len(labels) // max(ncol, 1))
