@@ -8,7 +8,8 @@ re-run on the same `confirm.seeds` fresh seeds (the workload's seed knob: search
 the baseline. A workload with a data seed knob (saliency: the synthetic draw and the
 train/val split) gets a fresh one with each seed (search value + 1, + 2, ...): a finalist was
 chosen for its score on the search's validation set, and re-scoring it there would carry that
-selection into the verdict (a winner's curse over the data, not the model seed). `sweeps/decision.py` turns the paired differences into GO / NO-GO / INCONCLUSIVE.
+selection into the verdict (a winner's curse over the data, not the model seed).
+`sweeps/decision.py` turns the paired differences into GO / NO-GO / INCONCLUSIVE.
 """
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 After the search, each finalist and the baseline are re-run on the same fresh seeds; seed i of a
 finalist is paired with seed i of the baseline (same init, data order and, for a workload
-with a data seed, the same fresh data draw), which cancels most of the seed-to-seed noise. Per finalist and criterion we look at the per-seed *improvement* over the
-baseline (always oriented so that positive = better, also for minimized metrics) and test it
-against the criterion's threshold:
+with a data seed, the same fresh data draw), which cancels most of the seed-to-seed noise. Per
+finalist and criterion we look at the per-seed *improvement* over the baseline (always oriented
+so that positive = better, also for minimized metrics) and test it against the criterion's
+threshold:
 
   superiority      `better_by: m`       improvement > m     (e.g. m = 0: strictly better)
   non-inferiority  `not_worse_than: m`  improvement > -m    (a loss smaller than m is fine)
@@ -245,7 +246,8 @@ class Verdict:
 
 def within_noise(diff: float, seed_sd: float) -> bool:
     """A single-seed difference smaller than the seed spread (sweeps.report.seed_spread: the sd
-    over confirmation seeds of finalist − baseline) cannot be told from noise. False when either number is unknown (non-finite)."""
+    over confirmation seeds of finalist − baseline) cannot be told from noise. False when
+    either number is unknown (non-finite)."""
     return math.isfinite(diff) and math.isfinite(seed_sd) and abs(diff) < seed_sd
 
 

@@ -38,6 +38,7 @@ PAIRED_NOTE = ("Bars and band: 95% CI of each arm's mean over its seeds (unpaire
                "tests the paired differences (same seed), which cancel most seed noise")
 FRESH_DATA_NOTE = ("Confirmation runs draw fresh data with each seed; search trials ran on the "
                    "search's data.")
+FINALIST_COLORS = ("tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
 def paired_note(space: Space) -> str:
@@ -54,7 +55,6 @@ def _footnote(fig, text: str, fontsize: float) -> float:
     fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=fontsize,
              color="0.3")
     return (len(lines) * fontsize * 1.3 / 72 + 0.05) / fig.get_figheight()
-FINALIST_COLORS = ("tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
 def _better(goal: str) -> str:

@@ -7,8 +7,8 @@ from typing import Any, Optional
 import optuna
 import optuna.distributions as od
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import Searcher
 from ray.tune.result import TRAINING_ITERATION
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.keys import BASELINE_TAG, EPOCH

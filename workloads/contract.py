@@ -22,8 +22,8 @@ checkpoint_dir=...)` exactly once, rank 0 passing a checkpoint directory and the
 attribute `restored_checkpoint_dirs` (a sequence, newest first; RaySession and LocalSession do)
 and it is not empty, from the first of those that loads (the kit: workloads/kit/loop.py
 `restore`, which then calls the sequence's `release()` if it has one: RaySession's drops the
-copies it downloaded). Every report carries EPOCH, the number of epochs completed (1 after the first),
-and DIVERGED: ASHA's rungs and the sweep's "finished" test count EPOCH against the
+copies it downloaded). Every report carries EPOCH, the number of epochs completed (1 after the
+first), and DIVERGED: ASHA's rungs and the sweep's "finished" test count EPOCH against the
 EPOCHS_KNOB; a trial with DIVERGED = 1 stopped because its loss became non-finite (other
 metrics may then be NaN).
 
