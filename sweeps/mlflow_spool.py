@@ -103,6 +103,17 @@ class Spool:
         self._offset += end
         return list(self._parsed)
 
+    def reported_metrics(self) -> dict[str, dict[int, dict[str, float]]]:
+        """{trial key: {step: metrics}} from every metrics operation, a later report of a step
+        updating an earlier one (the parent run's metrics, which have no key, left out). The
+        durable record of each epoch a trial reported, across --resume (Tune starts a restored
+        trial's result.json afresh)."""
+        out: dict[str, dict[int, dict[str, float]]] = {}
+        for op in self.ops():
+            if op.get("op") == "metrics" and "key" in op:
+                out.setdefault(op["key"], {}).setdefault(int(op["step"]), {}).update(op["metrics"])
+        return out
+
     def progress(self) -> dict:
         try:
             with open(self.applied_path, encoding="utf-8") as f:

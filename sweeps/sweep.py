@@ -245,6 +245,7 @@ class Sweep:
 
         from sweeps import local_ray
         from sweeps.capacity import check_capacity
+        from sweeps.mlflow_spool import Spool
         from sweeps.mlflow_store import ui_hint
         from sweeps.tuner import send_library_logs_to, start_ray
 
@@ -280,7 +281,7 @@ class Sweep:
             # once the confirmation has started, the search is over: read its results only
             in_confirm = bool(state and state.get("confirm"))
             search = collect_trials(tuner.get_results() if in_confirm else tuner.fit(),
-                                    self.space)
+                                    self.space, Spool(self.run_dir).reported_metrics())
             confirm_runs, finalists, seeds = self._confirm(search, state, exp_id, parent_id)
             result = self._finish(search, confirm_runs, finalists, seeds, exp_id, parent_id)
         except BaseException as e:
@@ -362,6 +363,7 @@ class Sweep:
             return [], [], []
         from sweeps import confirm
         from sweeps.report import results_table
+        from sweeps.mlflow_spool import Spool
         from sweeps.tuner import CONFIRM_DIR_NAME, build_confirm_tuner, can_restore, restore_tuner
 
         saved = (state or {}).get("confirm") or getattr(self, "_confirm_state", None)
@@ -388,7 +390,9 @@ class Sweep:
             tuner = build_confirm_tuner(
                 self.space, self.run_dir, confirm.confirm_configs(self.space, finalists, seeds),
                 callbacks=self._callbacks(exp_id, parent_id), storage=self.storage)
-        return collect_trials(tuner.fit(), self.space), finalists, seeds
+        grid = tuner.fit()
+        return (collect_trials(grid, self.space, Spool(self.run_dir).reported_metrics()),
+                finalists, seeds)
 
     def _read_own_state(self) -> dict:
         return read_state(os.path.join(self.run_dir, STATE_FILE))
@@ -438,19 +442,41 @@ class Sweep:
             print(text, flush=True)
 
 
-def collect_trials(grid, space: Space) -> list[dict]:
+def collect_trials(grid, space: Space,
+                   reported: Optional[Mapping[str, Mapping[int, Mapping[str, float]]]] = None
+                   ) -> list[dict]:
     """Tune's ResultGrid → [{trial_id, config, metrics (last report), error, history}], the
-    history holding every epoch's report of the workload's metrics."""
+    history holding every epoch's report of the workload's metrics, one per epoch in order.
+
+    Tune starts a restored trial's result.json afresh, so after --resume its dataframe lacks
+    the epochs reported before: `reported` ({trial_id: {epoch: metrics}}, the sweep's MLflow
+    spool) fills them in; where both have an epoch, Tune's (the latest report) wins."""
     keep = ["epoch", *space.get_workload().metrics]
     trials = []
     for r in grid:
+        trial_id = r.metrics.get("trial_id", os.path.basename(r.path or ""))
         frame = r.metrics_dataframe
-        history = ([] if frame is None or frame.empty else
-                   frame[[c for c in keep if c in frame.columns]].to_dict("records"))
-        trials.append({"trial_id": r.metrics.get("trial_id", os.path.basename(r.path or "")),
-                       "config": r.config or {}, "metrics": r.metrics or {},
-                       "error": r.error is not None, "history": history})
+        rows = ([] if frame is None or frame.empty else
+                frame[[c for c in keep if c in frame.columns]].to_dict("records"))
+        trials.append({"trial_id": trial_id, "config": r.config or {}, "metrics": r.metrics or {},
+                       "error": r.error is not None,
+                       "history": merged_history((reported or {}).get(trial_id, {}), rows,
+                                                 keep)})
     return trials
+
+
+def merged_history(earlier: Mapping[int, Mapping[str, float]], rows: list[dict],
+                   keep: list[str]) -> list[dict]:
+    """One dict per epoch, in epoch order: `earlier`'s values, updated by those of `rows`."""
+    by_epoch: dict[int, dict] = {}
+    for epoch, metrics in earlier.items():
+        by_epoch[int(epoch)] = {"epoch": float(epoch),
+                                **{k: v for k, v in metrics.items() if k in keep}}
+    for row in rows:
+        epoch = row.get("epoch")
+        if isinstance(epoch, (int, float)) and math.isfinite(epoch):
+            by_epoch.setdefault(int(epoch), {}).update(row)
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def verdict_block(verdict: Verdict) -> str:

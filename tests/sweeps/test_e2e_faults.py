@@ -28,6 +28,9 @@ import signal
 import pytest
 
 from sweeps import local_ray
+from sweeps.mlflow_spool import Spool
+from sweeps.space import load_space
+from sweeps.sweep import collect_trials
 from tests.sweeps.e2e_helpers import (child_runs, short_temp_dir, start_cli, stop_leftovers,
                                       wait_until, write_space)
 from workloads.kit.loop import CHECKPOINT_FALLBACKS, CHECKPOINT_MODEL
@@ -216,3 +219,11 @@ def test_worker_kill_corrupt_checkpoint_and_unrecorded_finish(tmp_path):
     assert steps == list(range(1, EPOCHS + 1)), steps
     assert "corrupt checkpoint" in child.data.tags.get("checkpoint_fallback", "")
     assert child.info.status == "FINISHED"
+    # the report's history (rung agreement, learning curves): every epoch, although Tune's
+    # result.json of the restored trial holds only the last (above)
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.result_grid import ResultGrid
+    grid = ResultGrid(ExperimentAnalysis(os.path.join(run_dir, "tune")))
+    (trial,) = collect_trials(grid, load_space(os.path.join(run_dir, "space.yaml")),
+                              Spool(run_dir).reported_metrics())
+    assert [h["epoch"] for h in trial["history"]] == list(range(1, EPOCHS + 1)), trial
