@@ -13,6 +13,7 @@ is better; a plot that cannot be drawn (too few trials) is skipped and the reaso
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import textwrap
@@ -90,6 +91,13 @@ def _confirm_groups(confirm: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapp
     return groups
 
 
+def _group_colors(names: Sequence[str]) -> dict[str, str]:
+    """One color per group, the same in every plot: the baseline gray, the finalists in turn
+    (repeating past the fifth rather than dropping a group)."""
+    finalists = itertools.cycle(FINALIST_COLORS)
+    return {n: BASE_COLOR if n == "baseline" else next(finalists) for n in names}
+
+
 def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping],
                   out_dir: str) -> list[str]:
     paths = []
@@ -123,8 +131,9 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                 ax.axhline(m, color=BASE_COLOR, lw=1.2,
                            label=f"baseline ({len(base)} seed{'s' if len(base) > 1 else ''}"
                                  f"{', 95% CI' if len(base) > 1 else ''})")
-            for (of, runs), color in zip(((k, v) for k, v in groups.items() if k != "baseline"),
-                                         FINALIST_COLORS):
+            colors = _group_colors(list(groups))
+            for of, runs in ((k, v) for k, v in groups.items() if k != "baseline"):
+                color = colors[of]
                 x = runs[0]["config"].get(p.name)
                 m, h = _mean_ci([r["metrics"].get(metric, math.nan) for r in runs])
                 if x is not None and math.isfinite(m):
@@ -193,7 +202,9 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
     groups = _confirm_groups(confirm)
     base_search = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
                    for t in search if t["config"].get(BASELINE_TAG)]
-    for (of, runs), color in zip(groups.items(), (BASE_COLOR,) + FINALIST_COLORS):
+    colors = _group_colors(list(groups))
+    for of, runs in groups.items():
+        color = colors[of]
         (mx, hx), (my, hy) = (_mean_ci([r["metrics"].get(m, math.nan) for r in runs])
                               for m in (x_m, y_m))
         if math.isfinite(mx) and math.isfinite(my):
@@ -268,8 +279,9 @@ def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[M
         return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for (of, runs), color in zip(sorted(groups.items(), key=lambda kv: kv[0] != "baseline"),
-                                     (BASE_COLOR,) + FINALIST_COLORS):
+        colors = _group_colors(list(groups))
+        for of, runs in sorted(groups.items(), key=lambda kv: kv[0] != "baseline"):
+            color = colors[of]
             curves = [{int(h["epoch"]): h.get(metric, math.nan) for h in r.get("history", [])
                        if "epoch" in h} for r in runs]
             epochs = sorted({e for c in curves for e in c})

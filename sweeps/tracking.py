@@ -23,7 +23,7 @@ from sweeps.report import trial_outcome
 from sweeps.space import Space
 from workloads.contract import EPOCH, SEED_KNOB
 # reported by a trial that had to skip corrupt checkpoints when it resumed
-from workloads.kit.loop import CHECKPOINT_FALLBACKS
+from workloads.kit.loop import CHECKPOINT_FALLBACKS, PROBE_STEPS
 
 STAGE_TAG = "stage"  # search | confirm
 OUTCOME_TAG = "outcome"  # finished | pruned | diverged | error
@@ -37,7 +37,9 @@ class MlflowTrialTracker(tune.Callback):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.space = space
-        self.metric_names = set(space.get_workload().metrics) | {DIVERGED}
+        # PROBE_STEPS (workloads built with the kit): the epoch's regularized steps, so the
+        # MLflow UI shows whether the regularizer fired, not only what the metrics did
+        self.metric_names = set(space.get_workload().metrics) | {DIVERGED, PROBE_STEPS}
         self.last_results: dict[str, dict] = {}
 
     # Only plain state crosses a Tune experiment checkpoint.

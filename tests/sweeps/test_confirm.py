@@ -248,3 +248,15 @@ def test_a_confirmation_trial_starts_ahead_only_when_the_running_ones_fill_the_c
     from sweeps.capacity import Demand
     s = space(resources=resources, budget={"trials": 6, "max_concurrent": max_concurrent})
     assert int(Demand.of(s).fills(cluster)) == extra
+
+
+def test_plot_colors_follow_the_group_not_its_position():
+    from sweeps.plots import BASE_COLOR, FINALIST_COLORS, _group_colors
+    # the baseline is gray wherever it comes, and a lone trial without a baseline is not
+    assert _group_colors(["t1", "baseline", "t2"]) == {"t1": FINALIST_COLORS[0],
+                                                      "baseline": BASE_COLOR,
+                                                      "t2": FINALIST_COLORS[1]}
+    assert _group_colors(["t1"])["t1"] != BASE_COLOR
+    # more finalists than colors: every group still gets one (none dropped from a plot)
+    many = _group_colors([f"t{i}" for i in range(len(FINALIST_COLORS) + 2)])
+    assert len(many) == len(FINALIST_COLORS) + 2 and BASE_COLOR not in many.values()

@@ -59,6 +59,13 @@ def test_smoke_sweep_tracks_parent_and_children(tmp_path, space, workload):
         history = client.get_metric_history(child.info.run_id, objective)
         steps = [m.step for m in history]
         assert steps == list(range(1, len(steps) + 1)) and steps, steps  # step = epoch
+        # every workload here is built with the kit: its regularized steps per epoch are there
+        regularized = client.get_metric_history(child.info.run_id, "probe_steps")
+        assert [m.step for m in regularized] == steps
+        if workload == "saliency":  # lambda = 0 never regularizes; the searched lambda > 0 does
+            fired = sum(m.value for m in regularized)
+            assert (fired == 0) == (child.data.tags["baseline"] == "true"), (child.data.tags,
+                                                                               fired)
         assert child.info.status in ("FINISHED", "KILLED")
     # the trial that ran every epoch was tracked for all of them
     epochs = int(best["knobs"]["epochs"])
