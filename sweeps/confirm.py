@@ -37,9 +37,10 @@ def select_finalists(space: Space, table: pd.DataFrame,
 
 
 def confirm_seeds(space: Space) -> list[int]:
-    """Fresh seeds: the search ran every trial with seed s0; confirmation uses s0+1 .. s0+n."""
+    """Fresh seeds: the search ran every trial with seed s0; confirmation uses s0+1 .. s0+n,
+    shifted by `confirm.seed_offset` (a follow-up confirmation skips the seeds already used)."""
     s0 = int(space.trial_config({})[SEED_KNOB])
-    return [s0 + 1 + i for i in range(space.confirm.seeds)]
+    return [s0 + 1 + space.confirm.seed_offset + i for i in range(space.confirm.seeds)]
 
 
 def confirm_configs(space: Space, finalists: Sequence[Mapping[str, Any]],
@@ -127,3 +128,18 @@ def _finite_or_nan(value: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return v if math.isfinite(v) else math.nan
+
+
+def follow_up(space: Space, verdict: Optional[Verdict]) -> Optional[str]:
+    """How to settle an INCONCLUSIVE finalist, or None: a new confirmation on seeds (and data)
+    these runs did not use. Re-running with more seeds starts again at the same seeds, and
+    testing those with the new ones is a second look at the same data (a higher false-GO rate
+    than the stated level)."""
+    needed = [f.seeds_needed for f in (verdict.finalists if verdict else ())
+              if f.verdict == "INCONCLUSIVE" and f.seeds_needed]
+    if not needed or space.confirm is None:
+        return None
+    used = space.confirm.seed_offset + space.confirm.seeds
+    return (f"to settle it, confirm again on seeds not used here and judge those runs alone: "
+            f"--confirm-seeds {max(needed)} --confirm-seed-offset {used} (re-testing these "
+            f"seeds with more added would be a second look at the same data)")

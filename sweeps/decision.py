@@ -20,7 +20,10 @@ Statistics (pure numpy/scipy: used before and after Ray runs, so no Ray or MLflo
     `confidence` interval (the ICH E9 convention for superiority/non-inferiority), and the error
     of *any* wrong claim over the whole table stays <= 1 - confidence.
   * GO = every criterion met; NO-GO = some criterion failed (checked first, so it would win);
-    INCONCLUSIVE otherwise, with the number of seeds that would likely settle it.
+    INCONCLUSIVE otherwise, with the number of seeds at which the observed effect would just
+    settle it (even odds, if it is the true one) — for a *new* confirmation on unused seeds
+    (sweeps.confirm.follow_up): adding seeds to these runs and testing again is a second look at
+    the same data, which raises the error rate above the stated level.
 """
 from __future__ import annotations
 
@@ -230,6 +233,7 @@ class Verdict:
     finalists: tuple[FinalistVerdict, ...]
     confidence: float
     method: str
+    seeds: int = 0                # confirmation seeds run (a comparison may have fewer pairs)
 
     def to_dict(self) -> dict:
         """JSON-ready (strict JSON: non-finite numbers become None; n_failed_seeds says why)."""
@@ -269,10 +273,11 @@ def _finalist_seeds(results: Sequence[CriterionResult]) -> tuple[Optional[int], 
     falling = [r for r in open_ if r.mean < r.threshold]
     needed = [r.seeds_needed for r in (falling or open_)]
     known = [n for n in needed if n is not None]
+    # Plug-in estimates (observed mean and sd): at that n the test is borderline, so even odds.
     if falling and known:
-        return min(known), f"likely NO-GO with about {min(known)} seeds"
+        return min(known), f"~{min(known)} seeds: even odds of NO-GO if the effect is as seen"
     if not falling and len(known) == len(needed):
-        return max(known), f"likely GO with about {max(known)} seeds"
+        return max(known), f"~{max(known)} seeds: even odds of GO if the effect is as seen"
     if any(r.mean == r.threshold for r in (falling or open_)):
         return None, "effect equals the threshold: no feasible number of seeds"
     return None, f"more than {SEEDS_CAP} seeds"
@@ -321,6 +326,7 @@ def decide(*, finalists: Mapping[str, Mapping[str, Sequence[float]]],
         n, note = _finalist_seeds(rs) if v == "INCONCLUSIVE" else (None, "settled")
         gain = improvements(_series(finalists[tid], objective, f"finalist {tid}"),
                             _series(baseline, objective, "baseline"), goal=objective_goal)
+        gain = gain[~np.isnan(gain)]  # seeds without a comparison, as in the tests above
         verdicts.append(FinalistVerdict(tid, dict(knobs.get(tid, {})), tuple(rs), v, n, note,
                                         float(gain.mean()) if gain.size else -math.inf))
     go = [f for f in verdicts if f.verdict == "GO"]
@@ -330,9 +336,12 @@ def decide(*, finalists: Mapping[str, Mapping[str, Sequence[float]]],
         overall = "NO-GO" if all(f.verdict == "NO-GO" for f in verdicts) else "INCONCLUSIVE"
         best = None
     n_seeds = len(_series(baseline, criteria[0].metric, "baseline"))
+    fewest = min(t.n for t in tests)
     method = (f"paired t, Holm over {m} tests ({len(finalists)} finalists x {len(criteria)} "
-              f"criteria), {confidence:.0%} confidence, {n_seeds} paired seeds")
-    return Verdict(overall, best, tuple(verdicts), confidence, method)
+              f"criteria), {confidence:.0%} confidence, {n_seeds} seeds paired by seed"
+              + (f" (as few as {fewest} pairs where a run is missing)" if fewest < n_seeds
+                 else ""))
+    return Verdict(overall, best, tuple(verdicts), confidence, method, n_seeds)
 
 
 def _fmt(x: float, relative: bool, *, sign: bool = True) -> str:
@@ -352,7 +361,7 @@ def format_verdict_table(verdict: Verdict) -> str:
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in verdict.finalists:
         knobs = ", ".join(f"{k}={v}" for k, v in f.knobs.items()).replace("|", "\\|")
-        cells = [_criterion_cell(r) for r in f.criteria]
+        cells = [_criterion_cell(r, verdict.seeds) for r in f.criteria]
         seeds = str(f.seeds_needed) if f.seeds_needed is not None else "-"
         if f.verdict == "INCONCLUSIVE":
             seeds += f" ({f.seeds_note})"
@@ -372,9 +381,10 @@ def _criterion_header(r: CriterionResult) -> str:
     return f"{r.metric} ({r.goal}): {rule} {m}"
 
 
-def _criterion_cell(r: CriterionResult) -> str:
+def _criterion_cell(r: CriterionResult, seeds: int = 0) -> str:
     bar = f"vs > {_fmt(r.threshold, r.relative)} {_SYMBOL[r.status]}"
     if r.n_failed_seeds:
         return f"diverged on {r.n_failed_seeds}/{r.n_seeds} seeds {bar}"
+    pairs = f" (n={r.n_seeds})" if r.n_seeds < seeds else ""  # a run missing on some seed
     return (f"{_fmt(r.mean, r.relative)} [{_fmt(r.ci_low, r.relative)}, "
-            f"{_fmt(r.ci_high, r.relative)}] {bar}")
+            f"{_fmt(r.ci_high, r.relative)}]{pairs} {bar}")

@@ -84,9 +84,14 @@ def _save(fig, path: str, rect: tuple = (0, 0, 1, 1)) -> str:
     return path
 
 
-def _confirm_groups(confirm: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping]]:
+def _confirm_groups(confirm: Sequence[Mapping[str, Any]], space: Space
+                    ) -> dict[str, list[Mapping]]:
+    """{confirm_of: its confirm runs that ran every epoch}: the runs the verdict compares (a
+    diverged, errored or cut-short run is not a value at the last epoch)."""
     groups: dict[str, list[Mapping]] = {}
     for r in confirm:
+        if _outcome(r, space) != "finished":
+            continue
         groups.setdefault(str(r["config"].get(CONFIRM_OF)), []).append(r)
     return groups
 
@@ -102,7 +107,7 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                   out_dir: str) -> list[str]:
     paths = []
     goals = dict(space.get_workload().metrics)
-    groups = _confirm_groups(confirm)
+    groups = _confirm_groups(confirm, space)
     metrics = decision_metrics(space)
     for p in space.parameters:
         log = _numeric_axis(p.distribution)
@@ -199,7 +204,7 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
         ax.scatter(*zip(*pts), color=SEARCH_COLOR, alpha=0.6, label="search trial (1 seed)")
         front = _pareto(pts, (goals.get(x_m, "maximize"), goals.get(y_m, "maximize")))
         ax.plot(*zip(*front), color=SEARCH_COLOR, lw=1, ls="--", label="Pareto front (search)")
-    groups = _confirm_groups(confirm)
+    groups = _confirm_groups(confirm, space)
     base_search = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
                    for t in search if t["config"].get(BASELINE_TAG)]
     colors = _group_colors(list(groups))
@@ -269,7 +274,7 @@ def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[M
                     out_dir: str) -> Optional[str]:
     metrics = decision_metrics(space)
     goals = dict(space.get_workload().metrics)
-    groups = _confirm_groups(confirm)
+    groups = _confirm_groups(confirm, space)
     if not groups:  # no confirmation: the baseline and the best search trial, one seed each
         finished = [t for t in search if _outcome(t, space) == "finished"
                     and not t["config"].get(BASELINE_TAG)]

@@ -64,18 +64,20 @@ def decision_metrics(space: Space) -> list[str]:
     return names
 
 
-def seed_spread(confirm_runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]
-                ) -> dict[str, float]:
+def seed_spread(confirm_runs: Sequence[Mapping[str, Any]], metrics: Sequence[str],
+                epochs: int) -> dict[str, float]:
     """Seed noise of a trial-vs-baseline difference: the sd over confirmation seeds of the
     paired difference finalist − baseline (same seed), pooled over finalists (NaN if no
-    finalist has 2 comparable seeds). Search trials share the baseline's seed, so their
+    finalist has 2 comparable seeds). Only runs that ran all `epochs` without diverging count,
+    as in the verdict (sweeps.confirm.per_seed_metrics): a run cut short holds an earlier
+    epoch's values. Search trials share the baseline's seed, so their
     single-seed Δ is a paired difference too: this is the yardstick for it. With a data seed
     the confirm pairs also differ in their data draw, so the sd also holds how the effect
     varies between draws, which the search's same-data Δ do not: wider on average (not for
     every draw), i.e. cautious."""
     by: dict[str, dict[int, Mapping]] = {}
     for r in confirm_runs:
-        if not r.get("error"):
+        if trial_outcome(r.get("metrics") or {}, epochs, bool(r.get("error"))) == "finished":
             by.setdefault(str(r["config"].get(CONFIRM_OF)), {})[
                 int(r["config"].get(SEED_KNOB, -1))] = r["metrics"]
     base = by.pop("baseline", {})
@@ -97,7 +99,8 @@ def results_table(space: Space, trials: list[dict],
     """One row per search trial, best first (`trials`: dicts with trial_id, config, metrics,
     error), with every decision metric and its difference from the search's baseline trial
     (`Δ metric`, oriented: positive = better). With confirmation runs, a difference smaller
-    than the baseline's seed-to-seed sd is marked in `within_noise` (single-seed trials)."""
+    than the sd of finalist − baseline over the confirmation seeds (`seed_spread`) is marked
+    in `within_noise` (single-seed trials; an unmarked Δ is not thereby a real effect)."""
     epochs = space.epochs()
     searched = [p.name for p in space.parameters]
     shown_metrics = decision_metrics(space)
@@ -120,7 +123,7 @@ def results_table(space: Space, trials: list[dict],
     goals = dict(space.get_workload().metrics)
     # the reference is the baseline trial that ran every epoch (a pruned one is not comparable)
     base = df[df["baseline"] & (df["outcome"] == "finished")]
-    spread = seed_spread(confirm_runs, shown_metrics)
+    spread = seed_spread(confirm_runs, shown_metrics, space.epochs())
     noisy = [[] for _ in range(len(df))]
     for name in shown_metrics:
         ref = float(base[name].iloc[0]) if not base.empty else math.nan
@@ -246,13 +249,15 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
              f"objective {space.primary.name} ({space.primary.goal}); {len(df)} trials of one "
              f"seed each, the baseline first.", ""]
     if verdict is not None:
+        from sweeps.confirm import follow_up
+        advice = follow_up(space, verdict)
         lines += ["## Verdict (confirmation runs, paired by seed)", "",
-                  format_verdict_table(verdict), ""]
+                  format_verdict_table(verdict), ""] + ([f"Next: {advice}.", ""] if advice else [])
     elif space.confirm is None:
         lines += ["## Verdict", "", "No confirmation stage (`confirm:` in the space file): the "
                   "ranking below is of single-seed runs, and the best of many noisy trials "
                   "overstates its advantage (winner's curse).", ""]
-    spread = seed_spread(confirm_runs, metrics)
+    spread = seed_spread(confirm_runs, metrics, space.epochs())
     lines += ["## Search trials", "",
               "Δ = difference from the search's baseline trial, oriented so that positive = "
               "better; trials share the baseline's seed, so Δ is a paired difference." + (
@@ -260,7 +265,9 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
                   if space.get_workload().data_seed_knob else "") + " of finalist − baseline, "
                   "pooled over finalists: " + ", ".join(
                       f"{m} {spread[m]:.3g}" for m in metrics if math.isfinite(spread[m]))
-                  + "; a |Δ| below it is listed in `within_noise`." if confirm_runs else ""),
+                  + "; a |Δ| below it is listed in `within_noise` (one sd: a Δ above it "
+                    "can still be noise — only the verdict above tests it)." if confirm_runs
+                  else ""),
               "", _markdown(df), ""]
     agreement = rung_agreement(space, trials)
     if agreement:

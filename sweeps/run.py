@@ -64,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
                    help="confirmation: how many of the best search trials to re-run")
     p.add_argument("--confirm-seeds", type=bounded(RULES["seeds"]),
                    help="confirmation: fresh seeds per finalist and for the baseline")
+    p.add_argument("--confirm-seed-offset", type=bounded(RULES["seed_offset"]),
+                   help="confirmation: skip this many seeds (a follow-up confirmation passes the "
+                        "seeds an earlier one used, so it is judged on new seeds and data)")
     p.add_argument("--address", help="existing Ray cluster (host:port or 'auto'); "
                                      "default: start a local one")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep dir)")
@@ -112,7 +115,9 @@ def build(args: argparse.Namespace) -> Sweep:
                            gpus_per_worker=args.gpus_per_worker,
                            cpus_per_worker=args.cpus_per_worker, seed=args.seed,
                            smoke=args.smoke, finalists=args.finalists,
-                           confirm_seeds=args.confirm_seeds, name=args.name, output=args.output,
+                           confirm_seeds=args.confirm_seeds,
+                           confirm_seed_offset=args.confirm_seed_offset, name=args.name,
+                           output=args.output,
                            **common)
 
 

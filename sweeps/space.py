@@ -33,7 +33,7 @@ SPACES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 TOP_KEYS = ("workload", "method", "metric", "parameters", "fixed", "baseline", "early_terminate",
             "budget", "resources", "seed", "confirm", "decision", "name", "description")
-CONFIRM_KEYS = ("finalists", "seeds")
+CONFIRM_KEYS = ("finalists", "seeds", "seed_offset")
 DECISION_KEYS = ("confidence", "criteria")
 CRITERION_KEYS = ("metric", "better_by", "not_worse_than", "relative")
 METHODS = ("tpe", "random", "grid")
@@ -100,6 +100,7 @@ RULES = {
     "eta": Bound(2, MAX_ETA, integer=True),
     "finalists": Bound(1, 20, integer=True),
     "seeds": Bound(2, 100, integer=True),
+    "seed_offset": Bound(0, 1_000_000, integer=True),
     "confidence": Bound(0.5, 1, lo_open=True, hi_open=True),
 }
 
@@ -167,9 +168,12 @@ class Resources:
 
 @dataclass(frozen=True)
 class Confirm:
-    """Re-run the best `finalists` search trials and the baseline on `seeds` fresh seeds."""
+    """Re-run the best `finalists` search trials and the baseline on `seeds` fresh seeds: the
+    search's seed + seed_offset + 1 .. + seed_offset + seeds. A follow-up confirmation sets
+    seed_offset to the seeds used before, so it is judged on seeds (and data) it has not seen."""
     finalists: int = 2
     seeds: int = 3
+    seed_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,8 @@ class Space:
                  workers_per_trial: int | None = None, gpus_per_worker: float | None = None,
                  cpus_per_worker: float | None = None, seed: int | None = None,
                  fixed: Mapping[str, Any] | None = None, finalists: int | None = None,
-                 confirm_seeds: int | None = None) -> "Space":
+                 confirm_seeds: int | None = None,
+                 confirm_seed_offset: int | None = None) -> "Space":
         """A copy with command-line overrides applied; SpaceError (flag names) if invalid."""
         problems = []
         for flag, value, rule in (("--trials", trials, RULES["trials"]),
@@ -247,11 +252,14 @@ class Space:
                                   ("--cpus-per-worker", cpus_per_worker, RULES["cpus_per_worker"]),
                                   ("--seed", seed, RULES["seed"]),
                                   ("--finalists", finalists, RULES["finalists"]),
-                                  ("--confirm-seeds", confirm_seeds, RULES["seeds"])):
+                                  ("--confirm-seeds", confirm_seeds, RULES["seeds"]),
+                                  ("--confirm-seed-offset", confirm_seed_offset,
+                                   RULES["seed_offset"])):
             if value is not None and not rule.accepts(value):
                 problems.append(f"{flag}: must be {rule.describe()} (got {shown(value)})")
-        if (finalists or confirm_seeds) and self.confirm is None:
-            problems.append("--finalists/--confirm-seeds: the space has no `confirm:` stage")
+        if (finalists or confirm_seeds or confirm_seed_offset is not None) and self.confirm is None:
+            problems.append("--finalists/--confirm-seeds/--confirm-seed-offset: the space has no "
+                            "`confirm:` stage")
         new_fixed = dict(self.fixed)
         smoke_keys = set()
         for key, value in (fixed or {}).items():
@@ -288,7 +296,9 @@ class Space:
             cpus_per_worker=cpus_per_worker or self.resources.cpus_per_worker)
         confirm = self.confirm and dataclasses.replace(
             self.confirm, finalists=finalists or self.confirm.finalists,
-            seeds=confirm_seeds or self.confirm.seeds)
+            seeds=confirm_seeds or self.confirm.seeds,
+            seed_offset=(self.confirm.seed_offset if confirm_seed_offset is None
+                         else confirm_seed_offset))
         return dataclasses.replace(self, budget=budget, resources=resources, fixed=new_fixed,
                                    seed=self.seed if seed is None else seed, confirm=confirm)
 
@@ -562,7 +572,8 @@ class _Parser:
         spec = self.mapping(raw["confirm"], "confirm", CONFIRM_KEYS)
         d = Confirm()
         confirm = Confirm(self.setting(spec, "finalists", "confirm.finalists", d.finalists),
-                          self.setting(spec, "seeds", "confirm.seeds", d.seeds))
+                          self.setting(spec, "seeds", "confirm.seeds", d.seeds),
+                          self.setting(spec, "seed_offset", "confirm.seed_offset", d.seed_offset))
         if not baseline:
             self.bad("confirm", "needs a `baseline`: finalists are confirmed against it")
         data_seed = workload.data_seed_knob if workload is not None else None

@@ -59,6 +59,7 @@ class Overrides:
     smoke: bool = False
     finalists: Optional[int] = None
     confirm_seeds: Optional[int] = None
+    confirm_seed_offset: Optional[int] = None
 
     def apply(self, space: Space) -> Space:
         fixed = dict(space.get_workload().smoke) if self.smoke else None
@@ -68,7 +69,8 @@ class Overrides:
             kw["trials"] = kw["trials"] or 2
             kw["max_concurrent"] = kw["max_concurrent"] or 1
         space = space.override(fixed=fixed, **kw)
-        if self.smoke and not (self.finalists or self.confirm_seeds):
+        if self.smoke and not (self.finalists or self.confirm_seeds
+                               or self.confirm_seed_offset is not None):
             # tiny and quick: no confirmation stage unless asked for (it has its own e2e test)
             space = dataclasses.replace(space, confirm=None, decision=None)
         return space
@@ -98,9 +100,10 @@ class Sweep:
                   gpus_per_worker: Optional[float] = None, cpus_per_worker: Optional[float] = None,
                   seed: Optional[int] = None, smoke: bool = False,
                   finalists: Optional[int] = None, confirm_seeds: Optional[int] = None,
-                  **kwargs: Any) -> "Sweep":
+                  confirm_seed_offset: Optional[int] = None, **kwargs: Any) -> "Sweep":
         overrides = Overrides(trials, max_concurrent, workers_per_trial, gpus_per_worker,
-                              cpus_per_worker, seed, smoke, finalists, confirm_seeds)
+                              cpus_per_worker, seed, smoke, finalists, confirm_seeds,
+                              confirm_seed_offset)
         return cls(load_space(space_file), overrides=overrides, **kwargs)
 
     @classmethod
@@ -142,9 +145,11 @@ class Sweep:
                                    s.early_stop.describe(s.epochs())),
                  "time limit: " + (f"{s.budget.time_limit_s:g} s" if s.budget.time_limit_s else "none")]
         if s.confirm is not None:
+            from sweeps.confirm import confirm_seeds
             runs = (s.confirm.finalists + 1) * s.confirm.seeds
+            seeds = confirm_seeds(s)
             lines.append(f"confirm: best {s.confirm.finalists} finished trial(s) + baseline x "
-                         f"{s.confirm.seeds} fresh seeds"
+                         f"{s.confirm.seeds} fresh seeds ({seeds[0]}..{seeds[-1]})"
                          f"{' and data draws' if s.get_workload().data_seed_knob else ''} = up to "
                          f"{runs} runs, never pruned")
             lines.append(f"decision at {s.decision.confidence:.0%}: " + "; ".join(
@@ -432,7 +437,7 @@ class Sweep:
                           files + [report], failed=best is None, plots=plots, verdict=verdict)
         self._say(format_table(df))
         if verdict is not None:
-            self._say(verdict_block(verdict))
+            self._say(verdict_block(verdict, confirm.follow_up(self.space, verdict)))
         self._say("wrote " + ", ".join([*files, report, *plots]))
         return SweepResult(best_knobs, df, parent_id, exp_id, self.tracking_uri, self.run_dir,
                            verdict, report)
@@ -479,7 +484,7 @@ def merged_history(earlier: Mapping[int, Mapping[str, float]], rows: list[dict],
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def verdict_block(verdict: Verdict) -> str:
+def verdict_block(verdict: Verdict, follow_up: Optional[str] = None) -> str:
     """The few lines the CLI prints at the end: the verdict and, per finalist, why."""
     lines = [f"VERDICT: {verdict.verdict}" + (f" (trial {verdict.trial_id})"
                                                if verdict.trial_id else "") + f" — {verdict.method}"]
@@ -489,8 +494,14 @@ def verdict_block(verdict: Verdict) -> str:
                  for r in f.criteria]
         knobs = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in f.knobs.items())
-        more = f"; ~{f.seeds_needed} seeds would settle it" if f.seeds_needed else ""
-        lines.append(f"  {f.trial_id} ({knobs}): {f.verdict} — " + "; ".join(parts) + more)
+        more = f" ({f.seeds_note})" if f.seeds_needed else ""
+        lines.append(f"  {f.trial_id} ({knobs}): {f.verdict}{more} — " + "; ".join(parts))
+    levels = [r.ci_level for f in verdict.finalists for r in f.criteria]
+    lo, hi = min(levels), max(levels)
+    lines.append(f"  [lo, hi]: paired-t interval of the mean improvement at its test's Holm level "
+                 f"({lo:.1%}" + (f"–{hi:.1%})" if hi - lo > 5e-4 else ")") + "; details in report.md")
+    if follow_up:
+        lines.append(f"  {follow_up}")
     return "\n".join(lines)
 
 
@@ -532,7 +543,7 @@ def latest_run_dir(output: str, stem: str) -> Optional[str]:
 
 _OVERRIDE_TYPES = {"trials": int, "max_concurrent": int, "workers_per_trial": int,
                    "gpus_per_worker": float, "cpus_per_worker": float, "seed": int, "smoke": bool,
-                   "finalists": int, "confirm_seeds": int}
+                   "finalists": int, "confirm_seeds": int, "confirm_seed_offset": int}
 
 
 def read_state(path: str) -> dict:

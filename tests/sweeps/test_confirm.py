@@ -3,6 +3,7 @@ runs, failed seeds, the report and its plots."""
 from __future__ import annotations
 
 import math
+import statistics
 import os
 
 import pytest
@@ -31,7 +32,9 @@ def space(**changes):
 @pytest.mark.parametrize("changes, line", [
     (dict(confirm={"finalists": 0, "seeds": 3}), "c.yaml: confirm.finalists: must be an integer in [1, 20] (got 0)"),
     (dict(confirm={"finalists": 1, "seeds": 1}), "c.yaml: confirm.seeds: must be an integer in [2, 100] (got 1)"),
-    (dict(confirm={"finalists": 1, "seeds": 3, "runs": 2}), "c.yaml: confirm.runs: unknown key (allowed: finalists, seeds)"),
+    (dict(confirm={"finalists": 1, "seeds": 3, "runs": 2}), "c.yaml: confirm.runs: unknown key (allowed: finalists, seeds, seed_offset)"),
+    (dict(confirm={"finalists": 1, "seeds": 3, "seed_offset": -3}),
+     "c.yaml: confirm.seed_offset: must be an integer in [0, 1000000] (got -3)"),
     (dict(baseline=None), "c.yaml: confirm: needs a `baseline`: finalists are confirmed against it"),
     (dict(confirm=None), "c.yaml: decision: needs `confirm: {finalists: k, seeds: n}`"),
     (dict(decision={"confidence": 1.0}), "c.yaml: decision.confidence: must be a number in (0.5, 1)"),
@@ -117,6 +120,49 @@ def test_fresh_data_follows_the_search_data_seed_and_a_workload_without_one_gets
     configs = confirm.confirm_configs(ten, fin[:0], confirm.confirm_seeds(ten))
     assert [sorted(c) for c in configs] == [sorted(["energy_reg_weight", BASELINE_TAG, "seed",
                                                     CONFIRM_OF])] * 2
+
+
+def test_a_follow_up_confirmation_skips_the_seeds_and_data_already_used():
+    first = space(fixed={"epochs": 3, "data_seed": 10, "seed": 5})
+    used = confirm.confirm_seeds(first)
+    assert used == [6, 7, 8]
+    # in the space file or from the command line (saved with the sweep, so --resume keeps it)
+    for follow in (space(fixed={"epochs": 3, "data_seed": 10, "seed": 5},
+                         confirm={"finalists": 2, "seeds": 4, "seed_offset": 3}),
+                   first.override(confirm_seeds=4, confirm_seed_offset=len(used))):
+        seeds = confirm.confirm_seeds(follow)
+        assert seeds == [9, 10, 11, 12] and not set(seeds) & set(used)
+        configs = confirm.confirm_configs(follow, [{"trial_id": "x", "params": {"lambda": 0.3}}],
+                                          seeds)
+        assert {c["data_seed"] for c in configs} == {14, 15, 16, 17}  # fresh draws too
+    assert first.override(confirm_seeds=4).confirm.seed_offset == 0
+    with pytest.raises(run.SpaceError, match="--confirm-seed-offset: must be an integer"):
+        first.override(confirm_seed_offset=-1)
+    with pytest.raises(run.SpaceError, match="the space has no `confirm:` stage"):
+        space(confirm=None, decision=None).override(confirm_seed_offset=3)
+
+
+def test_an_inconclusive_verdict_points_to_a_confirmation_on_unused_seeds():
+    from sweeps.decision import Criterion, decide
+    from sweeps.sweep import verdict_block
+    noisy = [0.5, 0.55, 0.47]  # a gain of +0.02 ± 0.04 on 3 seeds: unsettled
+    v = decide(finalists={"x": {"ood_ig": noisy}}, baseline={"ood_ig": [0.5, 0.5, 0.46]},
+               knobs={"x": {"lambda": 0.3}},
+               criteria=[Criterion("ood_ig", "superiority", 0.0, False, "maximize")],
+               confidence=0.95, objective="ood_ig", objective_goal="maximize")
+    (f,) = v.finalists
+    assert v.verdict == "INCONCLUSIVE" and f.seeds_needed and f.seeds_needed > 3
+    s = space(confirm={"finalists": 1, "seeds": 3, "seed_offset": 2})
+    advice = confirm.follow_up(s, v)
+    assert f"--confirm-seeds {f.seeds_needed} --confirm-seed-offset 5" in advice
+    block = verdict_block(v, advice)
+    assert advice in block and "even odds of GO" in block
+    assert "Holm level (95.0%)" in block  # one test: its interval is the plain 95 % one
+    settled = decide(finalists={"x": {"ood_ig": [0.6, 0.61, 0.59]}},
+                     baseline={"ood_ig": [0.5, 0.5, 0.5]}, knobs={},
+                     criteria=[Criterion("ood_ig", "superiority", 0.0, False, "maximize")],
+                     confidence=0.95, objective="ood_ig", objective_goal="maximize")
+    assert settled.verdict == "GO" and confirm.follow_up(s, settled) is None
 
 
 def test_a_failed_confirm_run_is_a_failed_seed_not_a_crash():
@@ -260,3 +306,20 @@ def test_plot_colors_follow_the_group_not_its_position():
     # more finalists than colors: every group still gets one (none dropped from a plot)
     many = _group_colors([f"t{i}" for i in range(len(FINALIST_COLORS) + 2)])
     assert len(many) == len(FINALIST_COLORS) + 2 and BASE_COLOR not in many.values()
+
+
+def test_seed_spread_and_plot_groups_use_only_the_runs_the_verdict_compares():
+    from sweeps.plots import _confirm_groups
+    from sweeps.report import seed_spread
+    s = space()  # 3 epochs
+
+    def run(of, seed, ood, epochs=3, diverged=0.0):
+        return {"config": {CONFIRM_OF: of, "seed": seed}, "error": False,
+                "metrics": {"ood_ig": ood, "epoch": epochs, "diverged": diverged}}
+    runs = [run("baseline", 1, 0.50), run("x", 1, 0.52), run("baseline", 2, 0.50),
+            run("x", 2, 0.54), run("baseline", 3, 0.50),
+            run("x", 3, 0.90, epochs=1)]  # cut short by the time limit: epoch 1's value
+    assert seed_spread(runs, ["ood_ig"], s.epochs())["ood_ig"] == pytest.approx(
+        statistics.stdev([0.02, 0.04]))
+    groups = _confirm_groups(runs + [run("x", 4, 0.1, diverged=1.0)], s)
+    assert sorted(r["config"]["seed"] for r in groups["x"]) == [1, 2]

@@ -277,7 +277,7 @@ def test_seeds_needed_shrinks_as_the_effect_grows():
         v = one(add(B_MAX, effect, noise), B_MAX, crit)
         (f,) = v.finalists
         d = np.array([effect + j for j in noise])
-        assert f.verdict == "INCONCLUSIVE" and "likely GO" in f.seeds_note
+        assert f.verdict == "INCONCLUSIVE" and "even odds of GO" in f.seeds_note
         expect = smallest_n(abs(d.mean()), d.std(ddof=1), ALPHA / 2, 5)
         assert f.seeds_needed == expect == f.criteria[0].seeds_needed
         got.append(f.seeds_needed)
@@ -288,7 +288,7 @@ def test_seeds_needed_heading_to_failure_and_beyond_cap():
     noise = [0.03, -0.02, 0.01, -0.025, 0.005]
     crit = Criterion("m", "superiority", 0.0, False, "maximize")
     f = one(add(B_MAX, -0.015, noise), B_MAX, crit).finalists[0]
-    assert f.verdict == "INCONCLUSIVE" and "likely NO-GO" in f.seeds_note and f.seeds_needed > 5
+    assert f.verdict == "INCONCLUSIVE" and "even odds of NO-GO" in f.seeds_note and f.seeds_needed > 5
     f = one(add(B_MAX, 0.0005, noise), B_MAX, crit).finalists[0]
     assert f.seeds_needed is None and "more than 100" in f.seeds_note
     assert estimate_seeds_needed(0.1, 0.1, 0.1, alpha_one_sided=0.025, n_now=3) is None
@@ -371,6 +371,33 @@ def test_sweep_verdict(deltas, objective_deltas, goal, verdict, trial):
     else:
         v = sweep(deltas, goal=goal, objective_deltas=objective_deltas)
     assert (v.verdict, v.trial_id) == (verdict, trial)
+
+
+def test_a_missing_seed_does_not_decide_which_go_finalist_wins():
+    # both GO on the criterion; "a" lost one run (NaN: crashed) and gains less in the objective
+    a = add(B_MAX, 0.05)
+    a[2] = NAN
+    for order in (("a", "b"), ("b", "a")):
+        fin = {"a": {"q": a}, "b": {"q": add(B_MAX, 0.1)}}
+        v = decide(finalists={t: fin[t] for t in order}, baseline={"q": B_MAX}, knobs={},
+                   criteria=[Criterion("q", "superiority", 0.0, False, "maximize")],
+                   confidence=0.95, objective="q", objective_goal="maximize")
+        assert [f.verdict for f in v.finalists] == ["GO", "GO"]
+        assert v.trial_id == "b", order
+        gains = {f.trial_id: f.objective_gain for f in v.finalists}
+        assert gains["a"] == pytest.approx(0.05, abs=0.002)  # over the 4 seeds it has
+
+
+def test_a_comparison_on_fewer_pairs_says_so():
+    a = add(B_MAX, 0.05)
+    a[2] = NAN  # one confirm run missing
+    v = decide(finalists={"a": {"q": a}}, baseline={"q": B_MAX}, knobs={},
+               criteria=[Criterion("q", "superiority", 0.0, False, "maximize")],
+               confidence=0.95, objective="q", objective_goal="maximize")
+    assert v.seeds == 5 and "5 seeds paired by seed (as few as 4 pairs" in v.method
+    assert "(n=4)" in format_verdict_table(v)
+    full = one(add(B_MAX, 0.05), B_MAX, Criterion("q", "superiority", 0.0, False, "maximize"))
+    assert "as few as" not in full.method and "(n=" not in format_verdict_table(full)
 
 
 def test_table_and_json_are_readable():

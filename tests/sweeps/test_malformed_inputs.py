@@ -207,6 +207,8 @@ FLAG_CASES = [
     (["--cpus-per-worker", "0"], "argument --cpus-per-worker: must be a number in (0, 1024]"),
     (["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295] (got '-1')"),
     (["--seed", "4294967296"], "argument --seed: must be an integer in [0, 4294967295]"),
+    (["--confirm-seed-offset", "-3"], "argument --confirm-seed-offset: must be an integer in "
+                                      "[0, 1000000] (got '-3')"),
     (["--" + "z" * 100_000], "unrecognized arguments: --zzzz"),
 ]
 
@@ -264,6 +266,16 @@ CORRUPT_STATES = [
                  "--trials: must be an integer in [1, 100000] (got 1000000000)",
                  id="override out of range"),
 ]
+
+
+def test_every_override_a_sweep_saves_is_one_its_resume_accepts():
+    import dataclasses
+
+    from sweeps.sweep import Overrides, _state_problem
+    saved = {f.name: (True if f.type == "bool" else 2.0 if "float" in f.type else 3)
+             for f in dataclasses.fields(Overrides)}
+    assert _state_problem({**GOOD_STATE, "overrides": saved}) is None
+    assert Overrides(**saved) is not None
 
 
 @pytest.mark.parametrize("state, expected", CORRUPT_STATES)
