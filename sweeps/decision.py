@@ -275,7 +275,10 @@ def _finalist_seeds(results: Sequence[CriterionResult]) -> tuple[Optional[int], 
     known = [n for n in needed if n is not None]
     # Plug-in estimates (observed mean and sd): at that n the test is borderline, so even odds.
     if falling and known:
-        return min(known), f"~{min(known)} seeds: even odds of NO-GO if the effect is as seen"
+        first = min((r for r in falling if r.seeds_needed is not None),
+                    key=lambda r: r.seeds_needed)
+        return first.seeds_needed, (f"~{first.seeds_needed} seeds: even odds of NO-GO on "
+                                    f"{first.metric} if the effect is as seen")
     if not falling and len(known) == len(needed):
         return max(known), f"~{max(known)} seeds: even odds of GO if the effect is as seen"
     if any(r.mean == r.threshold for r in (falling or open_)):
@@ -360,11 +363,12 @@ def format_verdict_table(verdict: Verdict) -> str:
     lines = [f"**Verdict: {verdict.verdict}{chosen}** · {verdict.method}",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in verdict.finalists:
-        knobs = ", ".join(f"{k}={v}" for k, v in f.knobs.items()).replace("|", "\\|")
+        knobs = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in f.knobs.items()).replace("|", "\\|")
         cells = [_criterion_cell(r, verdict.seeds) for r in f.criteria]
         seeds = str(f.seeds_needed) if f.seeds_needed is not None else "-"
-        if f.verdict == "INCONCLUSIVE":
-            seeds += f" ({f.seeds_note})"
+        if f.verdict == "INCONCLUSIVE":  # the note starts with the count when there is one
+            seeds = f.seeds_note if f.seeds_needed is not None else f"- ({f.seeds_note})"
         lines.append("| " + " | ".join([f.trial_id, knobs or "-", *cells, f.verdict, seeds]) + " |")
     lines += ["", "Δ = mean improvement over the baseline on paired seeds, oriented so that "
               "positive = better (also for minimized metrics); % = relative to the baseline. "
