@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
 
-from sweeps.decision import Verdict, decide
+from sweeps.decision import Verdict, decide, improvements
 from sweeps.keys import BASELINE_TAG, CONFIRM_OF
 from sweeps.space import Space
 from workloads.contract import DIVERGED, SEED_KNOB
@@ -30,10 +30,37 @@ BASELINE = "baseline"  # CONFIRM_OF of the baseline's confirm runs
 def select_finalists(space: Space, table: pd.DataFrame,
                      configs: Mapping[str, Mapping[str, Any]]) -> list[dict]:
     """The best `confirm.finalists` search trials that finished (not the baseline, not pruned,
-    diverged or errored), best first: [{"trial_id", "params"}] with their Tune configs."""
+    diverged or errored), best first: [{"trial_id", "params"}] with their Tune configs.
+
+    "Best" is the results table's order (the objective), or with `confirm.select_by` the
+    order of that metric among the trials whose single-seed Δ vs the search's baseline trial
+    is within every non-inferiority margin of the decision (none are without a finished
+    baseline trial to compare with)."""
     done = table[(table["outcome"] == "finished") & (~table["baseline"])]
+    by = space.confirm.select_by
+    if by is not None:
+        done = done[[within_margins(space, table, row) for _, row in done.iterrows()]]
+        goal = dict(space.get_workload().metrics)[by]
+        done = done.sort_values(by, ascending=goal == "minimize", kind="stable")
     return [{"trial_id": tid, "params": dict(configs[tid])}
             for tid in list(done["trial_id"])[:space.confirm.finalists]]
+
+
+def within_margins(space: Space, table: pd.DataFrame, row: pd.Series) -> bool:
+    """Is a search trial's single-seed Δ vs the finished baseline trial within every
+    non-inferiority margin of the decision (relative where the criterion is)?"""
+    base = table[table["baseline"] & (table["outcome"] == "finished")]
+    if base.empty:
+        return False
+    criteria = space.decision.criteria if space.decision else ()
+    for c in criteria:
+        if c.kind != "non_inferiority":
+            continue
+        d = improvements([row[c.metric]], [base[c.metric].iloc[0]], goal=c.goal,
+                         relative=c.relative)[0]
+        if not d > c.threshold():  # NaN (no value) is not within the margin either
+            return False
+    return True
 
 
 def confirm_seeds(space: Space) -> list[int]:

@@ -126,15 +126,24 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                 if xy:
                     ax.scatter(*zip(*xy), marker=marker, color=SEARCH_COLOR, alpha=0.7,
                                label=label)
+            base_search = [t["metrics"].get(metric, math.nan) for t in search
+                           if t["config"].get(BASELINE_TAG) and _outcome(t, space) == "finished"]
             base = [r["metrics"].get(metric, math.nan) for r in groups.get("baseline", [])]
+            if base and base_search and math.isfinite(base_search[0]):
+                # the search points' own reference (same seed and data as they): with fresh
+                # confirmation draws the band below can sit elsewhere
+                ax.axhline(base_search[0], color=BASE_COLOR, lw=1.0, ls=":",
+                           label="baseline (search trial, 1 seed)")
             if not base:
-                base = [t["metrics"].get(metric, math.nan) for t in search
-                        if t["config"].get(BASELINE_TAG)]
+                base, confirm_label = base_search, ""
+            else:
+                confirm_label = "confirm, "
             m, h = _mean_ci(base)
             if math.isfinite(m):
                 ax.axhspan(m - h, m + h, color=BASE_COLOR, alpha=0.25, lw=0)
                 ax.axhline(m, color=BASE_COLOR, lw=1.2,
-                           label=f"baseline ({len(base)} seed{'s' if len(base) > 1 else ''}"
+                           label=f"baseline ({confirm_label}{len(base)} "
+                                 f"seed{'s' if len(base) > 1 else ''}"
                                  f"{', 95% CI' if len(base) > 1 else ''})")
             colors = _group_colors(list(groups))
             for of, runs in ((k, v) for k, v in groups.items() if k != "baseline"):
@@ -197,18 +206,26 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
     x_m, y_m = metrics[0], metrics[1]
     goals = dict(space.get_workload().metrics)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    pts = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan)) for t in search
-           if not t["config"].get(BASELINE_TAG)]
-    pts = [p for p in pts if all(math.isfinite(v) for v in p)]
+    def points(outcome: str) -> list[tuple[float, float]]:
+        pts = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
+               for t in search
+               if not t["config"].get(BASELINE_TAG) and _outcome(t, space) == outcome]
+        return [p for p in pts if all(math.isfinite(v) for v in p)]
+    pts, pruned = points("finished"), points("pruned")
     if pts:
-        ax.scatter(*zip(*pts), color=SEARCH_COLOR, alpha=0.6, label="search trial (1 seed)")
+        ax.scatter(*zip(*pts), color=SEARCH_COLOR, alpha=0.6,
+                   label="search trial (finished, 1 seed)")
         front = _pareto(pts, (goals.get(x_m, "maximize"), goals.get(y_m, "maximize")))
-        ax.plot(*zip(*front), color=SEARCH_COLOR, lw=1, ls="--", label="Pareto front (search)")
+        ax.plot(*zip(*front), color=SEARCH_COLOR, lw=1, ls="--",
+                label="Pareto front (finished search trials)")
+    if pruned:  # an earlier epoch's values: shown, never on the front
+        ax.scatter(*zip(*pruned), marker="x", color=SEARCH_COLOR, alpha=0.6,
+                   label="search trial (pruned: its last epoch's values)")
     groups = _confirm_groups(confirm, space)
     base_search = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
                    for t in search if t["config"].get(BASELINE_TAG)]
     colors = _group_colors(list(groups))
-    for of, runs in groups.items():
+    for of, runs in sorted(groups.items(), key=lambda kv: kv[0] != "baseline"):
         color = colors[of]
         (mx, hx), (my, hy) = (_mean_ci([r["metrics"].get(m, math.nan) for r in runs])
                               for m in (x_m, y_m))
@@ -216,8 +233,10 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
             ax.errorbar([mx], [my], xerr=[hx], yerr=[hy], fmt="*" if of == "baseline" else "s",
                         ms=12 if of == "baseline" else 8, color=color, capsize=4,
                         label=f"{of} (confirm, {len(runs)} seeds, 95% CI)")
-    if not groups and base_search:
-        ax.scatter(*zip(*base_search), marker="*", s=160, color=BASE_COLOR, label="baseline")
+    if base_search:  # the search points' own reference (same seed and data as they)
+        ax.scatter(*zip(*base_search), marker="*", s=160, color=BASE_COLOR,
+                   facecolors="none" if groups else BASE_COLOR,
+                   label="baseline (search trial, 1 seed)" if groups else "baseline")
     ax.set_xlabel(f"{x_m} ({_better(goals.get(x_m, 'maximize'))})")
     ax.set_ylabel(f"{y_m} ({_better(goals.get(y_m, 'maximize'))})")
     ax.set_title(f"Trade-off: {x_m} (objective) vs {y_m}", fontsize=11)

@@ -57,11 +57,13 @@ def _pareto_rank(scores: list[tuple[float, ...]]) -> list[int]:
 
 
 def decision_metrics(space: Space) -> list[str]:
-    """The objectives, then every metric a decision criterion names."""
+    """The objectives, then every metric a decision criterion names, then the metric the
+    finalists are selected by (if the space names one)."""
     names = [o.name for o in space.objectives]
     if space.decision is not None:
         names += [c.metric for c in space.decision.criteria if c.metric not in names]
-    return names
+    by = space.confirm.select_by if space.confirm is not None else None
+    return names + ([by] if by and by not in names else [])
 
 
 def seed_spread(confirm_runs: Sequence[Mapping[str, Any]], metrics: Sequence[str],
@@ -98,7 +100,8 @@ def results_table(space: Space, trials: list[dict],
                   confirm_runs: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """One row per search trial, best first (`trials`: dicts with trial_id, config, metrics,
     error), with every decision metric and its difference from the search's baseline trial
-    (`Δ metric`, oriented: positive = better). With confirmation runs, a difference smaller
+    (`Δ metric`, oriented: positive = better; a pruned trial's against the baseline at the
+    same epoch, from its history). With confirmation runs, a difference smaller
     than the sd of finalist − baseline over the confirmation seeds (`seed_spread`) is marked
     in `within_noise` (single-seed trials; an unmarked Δ is not thereby a real effect)."""
     epochs = space.epochs()
@@ -124,11 +127,18 @@ def results_table(space: Space, trials: list[dict],
     # the reference is the baseline trial that ran every epoch (a pruned one is not comparable)
     base = df[df["baseline"] & (df["outcome"] == "finished")]
     spread = seed_spread(confirm_runs, shown_metrics, space.epochs())
+    # the baseline's value at each epoch: a pruned trial's last value is compared with it
+    base_id = base["trial_id"].iloc[0] if not base.empty else None
+    base_at = {int(h.get(EPOCH, 0)): h for t in trials if t["trial_id"] == base_id
+               for h in t.get("history") or []}
     noisy = [[] for _ in range(len(df))]
     for name in shown_metrics:
-        ref = float(base[name].iloc[0]) if not base.empty else math.nan
+        final = float(base[name].iloc[0]) if not base.empty else math.nan
+        refs = [_number(base_at.get(e, {}).get(name)) if o == "pruned" else final
+                for e, o in zip(df["epochs"], df["outcome"])]
         sign = 1.0 if goals.get(name, "maximize") == "maximize" else -1.0
-        df[f"Δ {name}"] = [sign * (v - ref) + 0.0 for v in df[name]]  # + 0.0: no "-0"
+        df[f"Δ {name}"] = [sign * (v - ref) + 0.0  # + 0.0: no "-0"
+                           for v, ref in zip(df[name], refs)]
         for i, d in enumerate(df[f"Δ {name}"]):
             if not df["baseline"].iloc[i] and within_noise(d, spread[name]):
                 noisy[i].append(name)
@@ -165,7 +175,7 @@ def best_trial(df: pd.DataFrame, space: Space) -> Optional[pd.Series]:
 
 def write_outputs(run_dir: str, space: Space, df: pd.DataFrame,
                   best_knobs: Optional[Mapping[str, Any]],
-                  verdict: Optional[Verdict] = None) -> list[str]:
+                  verdict: Optional[Verdict] = None, best_is_baseline: bool = False) -> list[str]:
     """results.csv, best_config.yaml and verdict.json, written atomically (tmp + rename);
     returns the paths."""
     paths = []
@@ -185,6 +195,9 @@ def write_outputs(run_dir: str, space: Space, df: pd.DataFrame,
         with open(best_path + ".tmp", "w") as f:
             f.write(f"# best trial of {space.stem} by {space.primary.name} "
                     f"({space.primary.goal}); every knob, so the run can be reproduced\n")
+            if best_is_baseline:
+                f.write("# it is the BASELINE: no searched trial beat it on this metric (see "
+                        "report.md for the confirmation's verdict)\n")
             yaml.safe_dump(doc, f, sort_keys=True)
         os.replace(best_path + ".tmp", best_path)
         paths.append(best_path)

@@ -33,7 +33,7 @@ SPACES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 TOP_KEYS = ("workload", "method", "metric", "parameters", "fixed", "baseline", "early_terminate",
             "budget", "resources", "seed", "confirm", "decision", "name", "description")
-CONFIRM_KEYS = ("finalists", "seeds", "seed_offset")
+CONFIRM_KEYS = ("finalists", "seeds", "seed_offset", "select_by")
 DECISION_KEYS = ("confidence", "criteria")
 CRITERION_KEYS = ("metric", "better_by", "not_worse_than", "relative")
 METHODS = ("tpe", "random", "grid")
@@ -174,6 +174,11 @@ class Confirm:
     finalists: int = 2
     seeds: int = 3
     seed_offset: int = 0
+    # None: finalists are the best search trials by the objective. A metric: the search trials
+    # within every non-inferiority margin of `decision` (single-seed Δ vs the baseline trial),
+    # best by this metric first — for an objective the regularizer can only cost (in-domain
+    # fit), where "best by the objective" means "the least regularized".
+    select_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -571,9 +576,18 @@ class _Parser:
             return None, None
         spec = self.mapping(raw["confirm"], "confirm", CONFIRM_KEYS)
         d = Confirm()
+        select_by = spec.get("select_by")
+        if select_by is not None and (not isinstance(select_by, str)
+                                      or (workload is not None
+                                          and select_by not in workload.metrics)):
+            known = ", ".join(sorted(workload.metrics)) if workload is not None else ""
+            self.bad("confirm.select_by", f"not a metric the workload reports (got "
+                                          f"{shown(select_by)}; allowed: {known})")
+            select_by = None
         confirm = Confirm(self.setting(spec, "finalists", "confirm.finalists", d.finalists),
                           self.setting(spec, "seeds", "confirm.seeds", d.seeds),
-                          self.setting(spec, "seed_offset", "confirm.seed_offset", d.seed_offset))
+                          self.setting(spec, "seed_offset", "confirm.seed_offset", d.seed_offset),
+                          select_by)
         if not baseline:
             self.bad("confirm", "needs a `baseline`: finalists are confirmed against it")
         data_seed = workload.data_seed_knob if workload is not None else None

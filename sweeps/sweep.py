@@ -148,7 +148,10 @@ class Sweep:
             from sweeps.confirm import confirm_seeds
             runs = (s.confirm.finalists + 1) * s.confirm.seeds
             seeds = confirm_seeds(s)
-            lines.append(f"confirm: best {s.confirm.finalists} finished trial(s) + baseline x "
+            picked = (f"best {s.confirm.finalists} finished trial(s)" if s.confirm.select_by is None
+                      else f"{s.confirm.finalists} finished trial(s) within the non-inferiority "
+                           f"margins, best {s.confirm.select_by} first,")
+            lines.append(f"confirm: {picked} + baseline x "
                          f"{s.confirm.seeds} fresh seeds ({seeds[0]}..{seeds[-1]})"
                          f"{' and data draws' if s.get_workload().data_seed_knob else ''} = up to "
                          f"{runs} runs, never pruned")
@@ -382,7 +385,9 @@ class Sweep:
             self._confirm_state = {"finalists": finalists, "seeds": seeds}
             self._save_state({**self._read_own_state(), "confirm": self._confirm_state})
         if not finalists:
-            self._say("confirm: no search trial finished, nothing to confirm")
+            self._say("confirm: no search trial finished" + (
+                "" if self.space.confirm.select_by is None else
+                " within the decision's non-inferiority margins") + ", nothing to confirm")
             return [], [], seeds
         runs = len(finalists) + 1
         self._say(f"confirm: {len(finalists)} finalist(s) "
@@ -426,7 +431,8 @@ class Sweep:
         if best is not None:
             config = next(t["config"] for t in search if t["trial_id"] == best["trial_id"])
             best_knobs = self.space.trial_knobs(config)
-        files = write_outputs(self.run_dir, self.space, df, best_knobs, verdict)
+        files = write_outputs(self.run_dir, self.space, df, best_knobs, verdict,
+                              best_is_baseline=best is not None and bool(best["baseline"]))
         plots = write_plots(self.space, search, confirm_runs, self.run_dir)
         report = write_report(self.run_dir, self.name, self.space, df, verdict, plots,
                               confirm_runs, search)

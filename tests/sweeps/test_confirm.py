@@ -32,7 +32,9 @@ def space(**changes):
 @pytest.mark.parametrize("changes, line", [
     (dict(confirm={"finalists": 0, "seeds": 3}), "c.yaml: confirm.finalists: must be an integer in [1, 20] (got 0)"),
     (dict(confirm={"finalists": 1, "seeds": 1}), "c.yaml: confirm.seeds: must be an integer in [2, 100] (got 1)"),
-    (dict(confirm={"finalists": 1, "seeds": 3, "runs": 2}), "c.yaml: confirm.runs: unknown key (allowed: finalists, seeds, seed_offset)"),
+    (dict(confirm={"finalists": 1, "seeds": 3, "runs": 2}), "c.yaml: confirm.runs: unknown key (allowed: finalists, seeds, seed_offset, select_by)"),
+    (dict(confirm={"finalists": 1, "seeds": 3, "select_by": "oodig"}),
+     "c.yaml: confirm.select_by: not a metric the workload reports (got 'oodig'; allowed: "),
     (dict(confirm={"finalists": 1, "seeds": 3, "seed_offset": -3}),
      "c.yaml: confirm.seed_offset: must be an integer in [0, 1000000] (got -3)"),
     (dict(baseline=None), "c.yaml: confirm: needs a `baseline`: finalists are confirmed against it"),
@@ -102,6 +104,23 @@ def test_finalists_fresh_seeds_and_configs():
     knobs = s.trial_knobs(configs[1])
     assert knobs["lambda"] == 0.3 and knobs["seed"] == 1 and CONFIRM_OF not in knobs
     assert knobs["data_seed"] == 1  # the search's data (0) is not what confirms a finalist
+
+
+def test_select_by_picks_within_the_non_inferiority_margins_by_its_metric():
+    search = [trial("b", 0, 1.0, 0.5, baseline=True),
+              trial("z", 0.01, 1.0, 0.55),   # the objective's best: the least regularized
+              trial("x", 0.1, 0.99, 0.7),    # val_ig -1 %: within the 2 % margin
+              trial("y", 1.0, 0.97, 0.9),    # val_ig -3 %: outside, however good its ood_ig
+              trial("p", 0.3, 1.2, 0.95, epochs=1)]  # pruned: never a finalist
+    configs = {t["trial_id"]: t["config"] for t in search}
+    by_objective = confirm.select_finalists(space(), results_table(space(), search), configs)
+    assert [f["trial_id"] for f in by_objective] == ["z", "x"]
+    s = space(confirm={"finalists": 2, "seeds": 3, "select_by": "ood_ig"})
+    picked = confirm.select_finalists(s, results_table(s, search), configs)
+    assert [f["trial_id"] for f in picked] == ["x", "z"]
+    # without a finished baseline trial nothing is known to be within the margins
+    alone = confirm.select_finalists(s, results_table(s, search[1:]), configs)
+    assert alone == []
 
 
 def test_fresh_data_follows_the_search_data_seed_and_a_workload_without_one_gets_none():
@@ -323,3 +342,22 @@ def test_seed_spread_and_plot_groups_use_only_the_runs_the_verdict_compares():
         statistics.stdev([0.02, 0.04]))
     groups = _confirm_groups(runs + [run("x", 4, 0.1, diverged=1.0)], s)
     assert sorted(r["config"]["seed"] for r in groups["x"]) == [1, 2]
+
+
+def test_a_pruned_trial_is_compared_with_the_baseline_at_its_own_last_epoch():
+    search = [trial("b", 0, 1.2, 0.6, baseline=True),   # val_ig 0.4 / 0.8 / 1.2 by epoch
+              trial("p", 0.3, 0.5, 0.5, epochs=1), trial("x", 0.1, 1.1, 0.7)]
+    df = results_table(space(), search).set_index("trial_id")
+    assert df.loc["p", "Δ val_ig"] == pytest.approx(0.5 - 0.4)  # not 0.5 - 1.2 (epoch 3)
+    assert df.loc["x", "Δ val_ig"] == pytest.approx(1.1 - 1.2)
+
+
+def test_best_config_says_when_the_best_is_the_baseline(tmp_path):
+    from sweeps.report import write_outputs
+    s = space()
+    search = [trial("b", 0, 1.2, 0.6, baseline=True), trial("x", 0.1, 1.1, 0.7)]
+    df = results_table(s, search)
+    write_outputs(str(tmp_path), s, df, {"lambda": 0.0}, best_is_baseline=True)
+    assert "it is the BASELINE" in (tmp_path / "best_config.yaml").read_text()
+    write_outputs(str(tmp_path), s, df, {"lambda": 0.1})
+    assert "BASELINE" not in (tmp_path / "best_config.yaml").read_text()
