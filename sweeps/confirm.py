@@ -39,7 +39,8 @@ def select_finalists(space: Space, table: pd.DataFrame,
     done = table[(table["outcome"] == "finished") & (~table["baseline"])]
     by = space.confirm.select_by
     if by is not None:
-        done = done[[within_margins(space, table, row) for _, row in done.iterrows()]]
+        done = done[[within_margins(space, table, row) and math.isfinite(float(row[by]))
+                     for _, row in done.iterrows()]]
         goal = dict(space.get_workload().metrics)[by]
         done = done.sort_values(by, ascending=goal == "minimize", kind="stable")
     return [{"trial_id": tid, "params": dict(configs[tid])}
@@ -158,15 +159,15 @@ def _finite_or_nan(value: Any) -> float:
 
 
 def follow_up(space: Space, verdict: Optional[Verdict]) -> Optional[str]:
-    """How to settle an INCONCLUSIVE finalist, or None: a new confirmation on seeds (and data)
-    these runs did not use. Re-running with more seeds starts again at the same seeds, and
-    testing those with the new ones is a second look at the same data (a higher false-GO rate
-    than the stated level)."""
+    """A follow-up for INCONCLUSIVE finalists, or None: more seeds pooled with these (the
+    same seeds run again, new ones join) or a replication on unused seeds judged alone. Either
+    is a second test after this one, so over both stages a null effect is called ✓ more often
+    than the stated level (README: "What an INCONCLUSIVE verdict asks for")."""
     needed = [f.seeds_needed for f in (verdict.finalists if verdict else ())
               if f.verdict == "INCONCLUSIVE" and f.seeds_needed]
     if not needed or space.confirm is None:
         return None
     used = space.confirm.seed_offset + space.confirm.seeds
-    return (f"to settle it, confirm again on seeds not used here and judge those runs alone: "
-            f"--confirm-seeds {max(needed)} --confirm-seed-offset {used} (re-testing these "
-            f"seeds with more added would be a second look at the same data)")
+    return (f"a follow-up: the same command with --confirm-seeds {max(needed)} (pooled with "
+            f"these seeds), or with --confirm-seed-offset {used} too (a replication judged "
+            f"alone); either is a second test after this one - report it as such")

@@ -21,9 +21,8 @@ Statistics (pure numpy/scipy: used before and after Ray runs, so no Ray or MLflo
     of *any* wrong claim over the whole table stays <= 1 - confidence.
   * GO = every criterion met; NO-GO = some criterion failed (checked first, so it would win);
     INCONCLUSIVE otherwise, with the number of seeds at which the observed effect would just
-    settle it (even odds, if it is the true one) — for a *new* confirmation on unused seeds
-    (sweeps.confirm.follow_up): adding seeds to these runs and testing again is a second look at
-    the same data, which raises the error rate above the stated level.
+    settle it (even odds, if it is the true one). Any follow-up (sweeps.confirm.follow_up) is a
+    second test after this one: over both, the error rate is above the stated level.
 """
 from __future__ import annotations
 

@@ -86,8 +86,9 @@ def _save(fig, path: str, rect: tuple = (0, 0, 1, 1)) -> str:
 
 def _confirm_groups(confirm: Sequence[Mapping[str, Any]], space: Space
                     ) -> dict[str, list[Mapping]]:
-    """{confirm_of: its confirm runs that ran every epoch}: the runs the verdict compares (a
-    diverged, errored or cut-short run is not a value at the last epoch)."""
+    """{confirm_of: its confirm runs that ran every epoch}: values at the last epoch. A
+    diverged run (a failed seed in the verdict) and an errored or cut-short one are not
+    plotted, so a group's "N seeds" can be fewer than the verdict's."""
     groups: dict[str, list[Mapping]] = {}
     for r in confirm:
         if _outcome(r, space) != "finished":
@@ -206,11 +207,13 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
     x_m, y_m = metrics[0], metrics[1]
     goals = dict(space.get_workload().metrics)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
+
     def points(outcome: str) -> list[tuple[float, float]]:
         pts = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
                for t in search
                if not t["config"].get(BASELINE_TAG) and _outcome(t, space) == outcome]
         return [p for p in pts if all(math.isfinite(v) for v in p)]
+
     pts, pruned = points("finished"), points("pruned")
     if pts:
         ax.scatter(*zip(*pts), color=SEARCH_COLOR, alpha=0.6,
@@ -223,7 +226,8 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
                    label="search trial (pruned: its last epoch's values)")
     groups = _confirm_groups(confirm, space)
     base_search = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
-                   for t in search if t["config"].get(BASELINE_TAG)]
+                   for t in search
+                   if t["config"].get(BASELINE_TAG) and _outcome(t, space) == "finished"]
     colors = _group_colors(list(groups))
     for of, runs in sorted(groups.items(), key=lambda kv: kv[0] != "baseline"):
         color = colors[of]

@@ -100,10 +100,11 @@ def results_table(space: Space, trials: list[dict],
                   confirm_runs: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """One row per search trial, best first (`trials`: dicts with trial_id, config, metrics,
     error), with every decision metric and its difference from the search's baseline trial
-    (`Δ metric`, oriented: positive = better; a pruned trial's against the baseline at the
-    same epoch, from its history). With confirmation runs, a difference smaller
-    than the sd of finalist − baseline over the confirmation seeds (`seed_spread`) is marked
-    in `within_noise` (single-seed trials; an unmarked Δ is not thereby a real effect)."""
+    (`Δ metric`, oriented: positive = better; a trial that stopped early — pruned, errored —
+    against the baseline at its own last epoch, from the baseline's history). With
+    confirmation runs, a difference smaller than the sd of finalist − baseline over the
+    confirmation seeds (`seed_spread`) is marked in `within_noise` (single-seed trials; an
+    unmarked Δ is not thereby a real effect)."""
     epochs = space.epochs()
     searched = [p.name for p in space.parameters]
     shown_metrics = decision_metrics(space)
@@ -134,7 +135,7 @@ def results_table(space: Space, trials: list[dict],
     noisy = [[] for _ in range(len(df))]
     for name in shown_metrics:
         final = float(base[name].iloc[0]) if not base.empty else math.nan
-        refs = [_number(base_at.get(e, {}).get(name)) if o == "pruned" else final
+        refs = [final if o == "finished" else _number(base_at.get(e, {}).get(name))
                 for e, o in zip(df["epochs"], df["outcome"])]
         sign = 1.0 if goals.get(name, "maximize") == "maximize" else -1.0
         df[f"Δ {name}"] = [sign * (v - ref) + 0.0  # + 0.0: no "-0"

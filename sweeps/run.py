@@ -65,8 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm-seeds", type=bounded(RULES["seeds"]),
                    help="confirmation: fresh seeds per finalist and for the baseline")
     p.add_argument("--confirm-seed-offset", type=bounded(RULES["seed_offset"]),
-                   help="confirmation: skip this many seeds (a follow-up confirmation passes the "
-                        "seeds an earlier one used, so it is judged on new seeds and data)")
+                   help="confirmation: skip this many seeds (a replication on seeds and data "
+                        "an earlier confirmation did not use)")
     p.add_argument("--address", help="existing Ray cluster (host:port or 'auto'); "
                                      "default: start a local one")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep dir)")

@@ -169,8 +169,8 @@ class Resources:
 @dataclass(frozen=True)
 class Confirm:
     """Re-run the best `finalists` search trials and the baseline on `seeds` fresh seeds: the
-    search's seed + seed_offset + 1 .. + seed_offset + seeds. A follow-up confirmation sets
-    seed_offset to the seeds used before, so it is judged on seeds (and data) it has not seen."""
+    search's seed + seed_offset + 1 .. + seed_offset + seeds. A replication sets seed_offset to
+    the seeds an earlier confirmation used: new seeds (and data)."""
     finalists: int = 2
     seeds: int = 3
     seed_offset: int = 0

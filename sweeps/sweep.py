@@ -25,6 +25,7 @@ import pandas as pd
 from sweeps.capacity import Demand
 from sweeps.decision import Verdict
 from sweeps.errors import BadInput, SpaceError, clip
+from sweeps.keys import BASELINE_TAG
 from sweeps.space import Space, load_space
 from workloads.knobs import shown
 
@@ -385,9 +386,8 @@ class Sweep:
             self._confirm_state = {"finalists": finalists, "seeds": seeds}
             self._save_state({**self._read_own_state(), "confirm": self._confirm_state})
         if not finalists:
-            self._say("confirm: no search trial finished" + (
-                "" if self.space.confirm.select_by is None else
-                " within the decision's non-inferiority margins") + ", nothing to confirm")
+            self._say("confirm: " + _no_finalists_reason(self.space, search)
+                      + ", nothing to confirm")
             return [], [], seeds
         runs = len(finalists) + 1
         self._say(f"confirm: {len(finalists)} finalist(s) "
@@ -478,9 +478,15 @@ def collect_trials(grid, space: Space,
 
 def merged_history(earlier: Mapping[int, Mapping[str, float]], rows: list[dict],
                    keep: list[str]) -> list[dict]:
-    """One dict per epoch, in epoch order: `earlier`'s values, updated by those of `rows`."""
+    """One dict per epoch, in epoch order: `earlier`'s values, updated by those of `rows`.
+    Epochs of `earlier` past the last one in `rows` are left out: the trial went back to an
+    older checkpoint and stopped (pruned, diverged) before reaching them again."""
+    last = max((int(r["epoch"]) for r in rows if isinstance(r.get("epoch"), (int, float))
+                and math.isfinite(r["epoch"])), default=None)
     by_epoch: dict[int, dict] = {}
     for epoch, metrics in earlier.items():
+        if last is not None and int(epoch) > last:
+            continue
         by_epoch[int(epoch)] = {"epoch": float(epoch),
                                 **{k: v for k, v in metrics.items() if k in keep}}
     for row in rows:
@@ -488,6 +494,19 @@ def merged_history(earlier: Mapping[int, Mapping[str, float]], rows: list[dict],
         if isinstance(epoch, (int, float)) and math.isfinite(epoch):
             by_epoch.setdefault(int(epoch), {}).update(row)
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _no_finalists_reason(space: Space, search: list[dict]) -> str:
+    from sweeps.report import trial_outcome
+    done = {t["trial_id"] for t in search
+            if trial_outcome(t.get("metrics") or {}, space.epochs(), bool(t.get("error")))
+            == "finished"}
+    if space.confirm.select_by is not None and not any(
+            t["trial_id"] in done and t["config"].get(BASELINE_TAG) for t in search):
+        return "the baseline trial did not finish, so no trial is known to be within the margins"
+    if space.confirm.select_by is not None:
+        return "no finished search trial is within the decision's non-inferiority margins"
+    return "no search trial finished"
 
 
 def verdict_block(verdict: Verdict, follow_up: Optional[str] = None) -> str:
@@ -500,12 +519,13 @@ def verdict_block(verdict: Verdict, follow_up: Optional[str] = None) -> str:
                  for r in f.criteria]
         knobs = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in f.knobs.items())
-        more = f" ({f.seeds_note})" if f.seeds_needed else ""
+        more = f" ({f.seeds_note})" if f.verdict == "INCONCLUSIVE" else ""
         lines.append(f"  {f.trial_id} ({knobs}): {f.verdict}{more} — " + "; ".join(parts))
     levels = [r.ci_level for f in verdict.finalists for r in f.criteria]
     lo, hi = min(levels), max(levels)
+    level = f"{lo:.1%}" + (f"–{hi:.1%}" if hi - lo > 5e-4 else "")
     lines.append(f"  [lo, hi]: paired-t interval of the mean improvement at its test's Holm level "
-                 f"({lo:.1%}" + (f"–{hi:.1%})" if hi - lo > 5e-4 else ")") + "; details in report.md")
+                 f"({level}); details in report.md")
     if follow_up:
         lines.append(f"  {follow_up}")
     return "\n".join(lines)

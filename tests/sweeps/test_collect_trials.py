@@ -61,6 +61,14 @@ def test_history_of_a_resumed_trial_keeps_the_epochs_before_the_resume(tmp_path)
     assert [h["epoch"] for h in alone["history"]] == [5.0, 6.0, 7.0, 8.0]
 
 
+def test_epochs_a_restored_trial_never_reached_again_are_dropped():
+    from sweeps.sweep import merged_history
+    earlier = {e: {"val_ig": float(e)} for e in range(1, 6)}  # reported before the kill
+    rows = [{"epoch": 4.0, "val_ig": float("nan")}]             # restored at 3, diverged at 4
+    assert [h["epoch"] for h in merged_history(earlier, rows, ["epoch", "val_ig"])] == [
+        1.0, 2.0, 3.0, 4.0]
+
+
 def test_tunes_report_of_an_epoch_wins_over_the_spool(tmp_path):
     spool = Spool(str(tmp_path))
     spool.append({"op": "metrics", "key": "t0", "step": 5, "ts": 0, "metrics": {"val_ig": -1.0}})

@@ -32,7 +32,8 @@ def space(**changes):
 @pytest.mark.parametrize("changes, line", [
     (dict(confirm={"finalists": 0, "seeds": 3}), "c.yaml: confirm.finalists: must be an integer in [1, 20] (got 0)"),
     (dict(confirm={"finalists": 1, "seeds": 1}), "c.yaml: confirm.seeds: must be an integer in [2, 100] (got 1)"),
-    (dict(confirm={"finalists": 1, "seeds": 3, "runs": 2}), "c.yaml: confirm.runs: unknown key (allowed: finalists, seeds, seed_offset, select_by)"),
+    (dict(confirm={"finalists": 1, "seeds": 3, "runs": 2}),
+     "c.yaml: confirm.runs: unknown key (allowed: finalists, seeds, seed_offset, select_by)"),
     (dict(confirm={"finalists": 1, "seeds": 3, "select_by": "oodig"}),
      "c.yaml: confirm.select_by: not a metric the workload reports (got 'oodig'; allowed: "),
     (dict(confirm={"finalists": 1, "seeds": 3, "seed_offset": -3}),
@@ -121,6 +122,12 @@ def test_select_by_picks_within_the_non_inferiority_margins_by_its_metric():
     # without a finished baseline trial nothing is known to be within the margins
     alone = confirm.select_finalists(s, results_table(s, search[1:]), configs)
     assert alone == []
+    from sweeps.sweep import _no_finalists_reason
+    assert "baseline trial did not finish" in _no_finalists_reason(s, search[1:])
+    # a trial without a value of the select_by metric is not ranked as if it had one
+    nan = search + [trial("n", 0.05, 1.0, math.nan)]
+    picked = confirm.select_finalists(s, results_table(s, nan), {**configs, "n": {}})
+    assert [f["trial_id"] for f in picked] == ["x", "z"]
 
 
 def test_fresh_data_follows_the_search_data_seed_and_a_workload_without_one_gets_none():
@@ -173,7 +180,8 @@ def test_an_inconclusive_verdict_points_to_a_confirmation_on_unused_seeds():
     assert v.verdict == "INCONCLUSIVE" and f.seeds_needed and f.seeds_needed > 3
     s = space(confirm={"finalists": 1, "seeds": 3, "seed_offset": 2})
     advice = confirm.follow_up(s, v)
-    assert f"--confirm-seeds {f.seeds_needed} --confirm-seed-offset 5" in advice
+    assert f"--confirm-seeds {f.seeds_needed} (pooled" in advice
+    assert "--confirm-seed-offset 5 too" in advice and "second test" in advice
     block = verdict_block(v, advice)
     assert advice in block and "even odds of GO" in block
     assert "Holm level (95.0%)" in block  # one test: its interval is the plain 95 % one
@@ -182,6 +190,14 @@ def test_an_inconclusive_verdict_points_to_a_confirmation_on_unused_seeds():
                      criteria=[Criterion("ood_ig", "superiority", 0.0, False, "maximize")],
                      confidence=0.95, objective="ood_ig", objective_goal="maximize")
     assert settled.verdict == "GO" and confirm.follow_up(s, settled) is None
+    # an INCONCLUSIVE finalist without a seed count still says why, on the terminal too
+    unstable = decide(finalists={"x": {"ood_ig": [0.6, -math.inf, 0.62]}},
+                      baseline={"ood_ig": [0.5, 0.5, 0.5]}, knobs={},
+                      criteria=[Criterion("ood_ig", "superiority", 0.0, False, "maximize")],
+                      confidence=0.95, objective="ood_ig", objective_goal="maximize")
+    (f,) = unstable.finalists
+    assert f.verdict == "INCONCLUSIVE" and f.seeds_needed is None
+    assert "fix stability first" in verdict_block(unstable)
 
 
 def test_a_failed_confirm_run_is_a_failed_seed_not_a_crash():
@@ -346,9 +362,11 @@ def test_seed_spread_and_plot_groups_use_only_the_runs_the_verdict_compares():
 
 def test_a_pruned_trial_is_compared_with_the_baseline_at_its_own_last_epoch():
     search = [trial("b", 0, 1.2, 0.6, baseline=True),   # val_ig 0.4 / 0.8 / 1.2 by epoch
-              trial("p", 0.3, 0.5, 0.5, epochs=1), trial("x", 0.1, 1.1, 0.7)]
+              trial("p", 0.3, 0.5, 0.5, epochs=1), trial("x", 0.1, 1.1, 0.7),
+              trial("e", 0.2, 0.5, 0.5, epochs=2, error=True)]  # crashed after epoch 2
     df = results_table(space(), search).set_index("trial_id")
     assert df.loc["p", "Δ val_ig"] == pytest.approx(0.5 - 0.4)  # not 0.5 - 1.2 (epoch 3)
+    assert df.loc["e", "Δ val_ig"] == pytest.approx(0.5 - 0.8)
     assert df.loc["x", "Δ val_ig"] == pytest.approx(1.1 - 1.2)
 
 
