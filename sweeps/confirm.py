@@ -39,7 +39,10 @@ def select_finalists(space: Space, table: pd.DataFrame,
     done = table[(table["outcome"] == "finished") & (~table["baseline"])]
     by = space.confirm.select_by
     if by is not None:
-        done = done[[within_margins(space, table, row) and math.isfinite(float(row[by]))
+        base = table[table["baseline"] & (table["outcome"] == "finished")]
+        if base.empty:
+            return []  # nothing is known to be within the margins
+        done = done[[within_margins(space, base.iloc[0], row) and math.isfinite(float(row[by]))
                      for _, row in done.iterrows()]]
         goal = dict(space.get_workload().metrics)[by]
         done = done.sort_values(by, ascending=goal == "minimize", kind="stable")
@@ -47,17 +50,14 @@ def select_finalists(space: Space, table: pd.DataFrame,
             for tid in list(done["trial_id"])[:space.confirm.finalists]]
 
 
-def within_margins(space: Space, table: pd.DataFrame, row: pd.Series) -> bool:
-    """Is a search trial's single-seed Δ vs the finished baseline trial within every
+def within_margins(space: Space, base: pd.Series, row: pd.Series) -> bool:
+    """Is a search trial's single-seed Δ vs the baseline trial's row within every
     non-inferiority margin of the decision (relative where the criterion is)?"""
-    base = table[table["baseline"] & (table["outcome"] == "finished")]
-    if base.empty:
-        return False
     criteria = space.decision.criteria if space.decision else ()
     for c in criteria:
         if c.kind != "non_inferiority":
             continue
-        d = improvements([row[c.metric]], [base[c.metric].iloc[0]], goal=c.goal,
+        d = improvements([row[c.metric]], [base[c.metric]], goal=c.goal,
                          relative=c.relative)[0]
         if not d > c.threshold():  # NaN (no value) is not within the margin either
             return False

@@ -362,8 +362,7 @@ def format_verdict_table(verdict: Verdict) -> str:
     lines = [f"**Verdict: {verdict.verdict}{chosen}** · {verdict.method}",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in verdict.finalists:
-        knobs = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in f.knobs.items()).replace("|", "\\|")
+        knobs = format_knobs(f.knobs, ", ").replace("|", "\\|")
         cells = [_criterion_cell(r, verdict.seeds) for r in f.criteria]
         seeds = str(f.seeds_needed) if f.seeds_needed is not None else "-"
         if f.verdict == "INCONCLUSIVE":  # the note starts with the count when there is one
@@ -376,6 +375,12 @@ def format_verdict_table(verdict: Verdict) -> str:
               "excludes the bar exactly when the test is settled. ✓ met, ✗ failed, "
               "? unsettled."]
     return "\n".join(lines)
+
+
+def format_knobs(knobs: Mapping[str, Any], sep: str) -> str:
+    """"lambda=0.1121, compute_every=3": floats to 4 significant digits (the table and CLI)."""
+    return sep.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in knobs.items())
 
 
 def _criterion_header(r: CriterionResult) -> str:

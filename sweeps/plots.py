@@ -109,6 +109,7 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
     paths = []
     goals = dict(space.get_workload().metrics)
     groups = _confirm_groups(confirm, space)
+    colors = _group_colors(list(groups))
     metrics = decision_metrics(space)
     for p in space.parameters:
         log = _numeric_axis(p.distribution)
@@ -146,7 +147,6 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                            label=f"baseline ({confirm_label}{len(base)} "
                                  f"seed{'s' if len(base) > 1 else ''}"
                                  f"{', 95% CI' if len(base) > 1 else ''})")
-            colors = _group_colors(list(groups))
             for of, runs in ((k, v) for k, v in groups.items() if k != "baseline"):
                 color = colors[of]
                 x = runs[0]["config"].get(p.name)
@@ -306,8 +306,8 @@ def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[M
     if not groups:
         return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
+    colors = _group_colors(list(groups))
     for ax, metric in zip(axes[0], metrics):
-        colors = _group_colors(list(groups))
         for of, runs in sorted(groups.items(), key=lambda kv: kv[0] != "baseline"):
             color = colors[of]
             curves = [{int(h["epoch"]): h.get(metric, math.nan) for h in r.get("history", [])

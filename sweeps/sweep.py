@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 
 from sweeps.capacity import Demand
-from sweeps.decision import Verdict
+from sweeps.decision import Verdict, format_knobs
 from sweeps.errors import BadInput, SpaceError, clip
 from sweeps.keys import BASELINE_TAG
 from sweeps.space import Space, load_space
@@ -498,11 +498,10 @@ def merged_history(earlier: Mapping[int, Mapping[str, float]], rows: list[dict],
 
 def _no_finalists_reason(space: Space, search: list[dict]) -> str:
     from sweeps.report import trial_outcome
-    done = {t["trial_id"] for t in search
-            if trial_outcome(t.get("metrics") or {}, space.epochs(), bool(t.get("error")))
-            == "finished"}
     if space.confirm.select_by is not None and not any(
-            t["trial_id"] in done and t["config"].get(BASELINE_TAG) for t in search):
+            t["config"].get(BASELINE_TAG) and trial_outcome(
+                t.get("metrics") or {}, space.epochs(), bool(t.get("error"))) == "finished"
+            for t in search):
         return "the baseline trial did not finish, so no trial is known to be within the margins"
     if space.confirm.select_by is not None:
         return "no finished search trial is within the decision's non-inferiority margins"
@@ -517,8 +516,7 @@ def verdict_block(verdict: Verdict, follow_up: Optional[str] = None) -> str:
         parts = [f"{r.metric} {_signed(r.mean, r.relative)} [{_signed(r.ci_low, r.relative)}, "
                  f"{_signed(r.ci_high, r.relative)}] {dict(met='✓', failed='✗').get(r.status, '?')}"
                  for r in f.criteria]
-        knobs = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in f.knobs.items())
+        knobs = format_knobs(f.knobs, " ")
         more = f" ({f.seeds_note})" if f.verdict == "INCONCLUSIVE" else ""
         lines.append(f"  {f.trial_id} ({knobs}): {f.verdict}{more} — " + "; ".join(parts))
     levels = [r.ci_level for f in verdict.finalists for r in f.criteria]
@@ -567,9 +565,10 @@ def latest_run_dir(output: str, stem: str) -> Optional[str]:
     return os.path.join(output, candidates[-1]) if candidates else None
 
 
-_OVERRIDE_TYPES = {"trials": int, "max_concurrent": int, "workers_per_trial": int,
-                   "gpus_per_worker": float, "cpus_per_worker": float, "seed": int, "smoke": bool,
-                   "finalists": int, "confirm_seeds": int, "confirm_seed_offset": int}
+# From the Overrides fields themselves (annotations are strings here: `Optional[float]`), so a
+# new override cannot be forgotten by the sweep.json check.
+_OVERRIDE_TYPES = {f.name: bool if f.type == "bool" else float if "float" in f.type else int
+                   for f in dataclasses.fields(Overrides)}
 
 
 def read_state(path: str) -> dict:
