@@ -3,7 +3,7 @@
     python benchmarks/entropy_dose_response.py [--json out.json] [--seeds 3] [--epochs 12]
 
 For each center-bias arm (`blurred`: the model must learn part of the positional prior
-implicitly; `sharp`: it is handed the prior — the null control) and each lambda, trains the
+implicitly; `sharp`: it is handed the prior — the control) and each lambda, trains the
 saliency workload (defaults; neutral probes, compute_every 2) in a plain process for several
 model seeds on the same generated data, and prints mean ± sd over seeds of every decision
 metric and the paired difference to lambda = 0 (same seed). Runs 2 trainings at once (one per

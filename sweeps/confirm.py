@@ -171,3 +171,29 @@ def follow_up(space: Space, verdict: Optional[Verdict]) -> Optional[str]:
     return (f"a follow-up: the same command with --confirm-seeds {max(needed)} (pooled with "
             f"these seeds), or with --confirm-seed-offset {used} too (a replication judged "
             f"alone); either is a second test after this one - report it as such")
+
+
+def second_test_note(space_file: Space, space: Space) -> Optional[str]:
+    """When the command line changed the confirmation's seeds (`space` vs the `space_file` as
+    written), the verdict is likely the follow-up of an earlier one: say what its seeds are
+    to the space file's and how to report it. None when they are the space file's own."""
+    if space_file.confirm is None or space.confirm is None:
+        return None
+    was, now = confirm_seeds(space_file), confirm_seeds(space)
+    if was == now:
+        return None
+    told = f"seeds {_span(now)} (the space file's: {_span(was)})"
+    if not set(was) & set(now):
+        how = f"{told}: a replication on seeds and data draws they do not share, judged alone"
+    elif set(was) <= set(now):
+        how = f"{told}: the space file's seeds again, pooled with {len(now) - len(was)} more"
+    else:
+        how = (f"{told}: they share {len(set(was) & set(now))} seeds, so this is neither a "
+               f"replication (disjoint seeds) nor a pooled follow-up (all of them again)")
+    return (f"Confirmation {how}. If this follows an INCONCLUSIVE verdict, it is a second "
+            f"test: report both, and that a null effect passes one of two tests more often than "
+            f"the stated level (README, \"What an INCONCLUSIVE verdict asks for\").")
+
+
+def _span(seeds: Sequence[int]) -> str:
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])

@@ -37,7 +37,10 @@ from scipy import stats
 Goal = Literal["maximize", "minimize"]
 Kind = Literal["superiority", "non_inferiority"]
 SEEDS_CAP = 100  # beyond this a confirmation is not a practical next step
-_SYMBOL = {"met": "✓", "failed": "✗", "unsettled": "?"}
+SYMBOL = {"met": "✓", "failed": "✗", "unsettled": "?"}
+# An sd this small relative to the differences is floating-point residue of identical steps
+# (0.7 - 0.6 vs 0.8 - 0.7 differ in the 17th digit), not seed noise: treated as zero spread.
+_ZERO_SPREAD = 1e-9
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,12 @@ def paired_t_interval(diffs: Sequence[float], confidence: float, *,
     * NaN diffs (no comparison) are dropped; failed seeds (-inf) are the limit of the t test as their value -> -inf:
       t -> -sqrt(k(n-1)/(n-k)) for k of n failed, whatever the finite seeds show. So a failed
       seed can only push toward "failed": it can never be "met", and k = n is certainly failed.
-    * zero spread (identical improvements): the difference is known exactly, so it is met
-      (p = 0) if above the threshold, failed if below, neither if exactly on it.
-    * fewer than 2 seeds: no spread estimate; nothing can be concluded (p = 1 both ways).
+    * fewer than 2 seeds, or zero spread (identical improvements on every seed): no spread
+      estimate, so nothing can be concluded (p = 1 both ways, an unbounded interval). Identical
+      differences come from a quantized metric (an accuracy over a few examples, a count) or
+      from runs that do not differ (a regularizer that never fired); neither says how large
+      the seed-to-seed noise is, and calling them exact (p = 0) would let a quantized metric
+      "pass" on 2 seeds.
     """
     d = np.asarray(diffs, dtype=float)
     d = d[~np.isnan(d)]  # pairs without a comparison (see `improvements`) are dropped
@@ -139,9 +145,8 @@ def paired_t_interval(diffs: Sequence[float], confidence: float, *,
     if n < 2:
         return PairedT(n, 0, float(d.mean()) if n else nan, nan, -math.inf, math.inf, 1.0, 1.0)
     mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd == 0.0:
-        return PairedT(n, 0, mean, 0.0, mean, mean, float(mean <= threshold),
-                       float(mean >= threshold))
+    if sd <= _ZERO_SPREAD * max(float(np.abs(d).max()), 1e-300):
+        return PairedT(n, 0, mean, 0.0, -math.inf, math.inf, 1.0, 1.0)
     se = sd / math.sqrt(n)
     t_stat = (mean - threshold) / se
     half = float(stats.t.ppf(1.0 - tail, n - 1)) * se
@@ -182,10 +187,11 @@ def estimate_seeds_needed(mean: float, sd: float, threshold: float, *, alpha_one
 
     A plug-in estimate: if the observed mean and sd held, n paired seeds would settle the
     criterion (about a coin flip's chance in reality: it is where the test becomes borderline).
-    None if no n up to `cap` works, or the mean sits exactly on the threshold.
+    None if no n up to `cap` works, the mean sits exactly on the threshold, or there is no
+    spread to extrapolate from (sd 0: see `paired_t_interval`).
     """
     gap = abs(mean - threshold)
-    if not (math.isfinite(gap) and math.isfinite(sd)) or gap == 0.0:
+    if not (math.isfinite(gap) and math.isfinite(sd)) or gap == 0.0 or sd <= 0.0:
         return None
     n = np.arange(max(2, n_now + 1), cap + 1)
     ok = gap > stats.t.ppf(1.0 - alpha_one_sided, n - 1) * sd / np.sqrt(n)
@@ -212,6 +218,8 @@ class CriterionResult:
     p_failed_adjusted: float  # compare with 1 - confidence
     status: str              # "met" | "failed" | "unsettled"
     seeds_needed: Optional[int] = None  # total paired seeds likely to settle it (unsettled only)
+    sd: float = math.nan     # sd of the per-seed improvements (0: identical, nothing testable)
+    diffs: tuple[float, ...] = ()  # per-seed improvement (NaN: no comparison, -inf: failed seed)
 
 
 @dataclass(frozen=True)
@@ -235,7 +243,12 @@ class Verdict:
     seeds: int = 0                # confirmation seeds run (a comparison may have fewer pairs)
 
     def to_dict(self) -> dict:
-        """JSON-ready (strict JSON: non-finite numbers become None; n_failed_seeds says why)."""
+        """JSON-ready (strict JSON: non-finite numbers become None; n_failed_seeds says why),
+        except per-seed `diffs`, where a failed seed is "failed" and a seed without a
+        comparison "missing", so a reader can tell them apart."""
+        def seed(x: float) -> Any:
+            return x if math.isfinite(x) else "missing" if math.isnan(x) else "failed"
+
         def clean(x: Any) -> Any:
             if isinstance(x, dict):
                 return {k: clean(v) for k, v in x.items()}
@@ -244,7 +257,11 @@ class Verdict:
             if isinstance(x, float) and not math.isfinite(x):
                 return None
             return x
-        return clean(dataclasses.asdict(self))
+        out = dataclasses.asdict(self)
+        for f in out["finalists"]:
+            for c in f["criteria"]:
+                c["diffs"] = [seed(x) for x in c["diffs"]]
+        return clean(out)
 
 
 def within_noise(diff: float, seed_sd: float) -> bool:
@@ -269,7 +286,11 @@ def _finalist_seeds(results: Sequence[CriterionResult]) -> tuple[Optional[int], 
         return None, (f"runs diverged on {', '.join(diverged)}: more seeds cannot make it GO; "
                       "fix stability first")
     # It settles as NO-GO once any criterion heading below its bar fails, else as GO once all met.
-    falling = [r for r in open_ if r.mean < r.threshold]
+    falling = [r for r in open_ if r.mean < r.threshold and r.sd != 0.0]
+    flat = [r.metric for r in open_ if r.sd == 0.0]
+    if flat and not falling:  # (a NO-GO can still come from a criterion with spread)
+        return None, (f"{', '.join(flat)}: the same difference on every seed, so no spread to "
+                      "test with (a quantized metric, or runs identical to the baseline)")
     needed = [r.seeds_needed for r in (falling or open_)]
     known = [n for n in needed if n is not None]
     # Plug-in estimates (observed mean and sd): at that n the test is borderline, so even odds.
@@ -320,7 +341,7 @@ def decide(*, finalists: Mapping[str, Mapping[str, Sequence[float]]],
         results[tid].append(CriterionResult(
             c.metric, c.kind, c.margin, c.relative, c.goal, t.n, t.n_failed, t.mean, ci.lo, ci.hi,
             1.0 - step, c.threshold(), t.p_greater, t.p_less, float(h_met.adjusted[i]),
-            float(h_fail.adjusted[i]), status, need))
+            float(h_fail.adjusted[i]), status, need, t.sd, tuple(float(x) for x in d)))
     verdicts = []
     for tid, rs in results.items():
         statuses = {r.status for r in rs}
@@ -383,16 +404,22 @@ def format_knobs(knobs: Mapping[str, Any], sep: str) -> str:
                     for k, v in knobs.items())
 
 
+def criterion_rule(kind: str, margin: float, relative: bool) -> str:
+    """"better by > 5.0%" / "worse by < 0.02": a criterion's bar in words."""
+    rule = "better by >" if kind == "superiority" else "worse by <"
+    return f"{rule} {_fmt(margin, relative, sign=False)}"
+
+
 def _criterion_header(r: CriterionResult) -> str:
-    m = _fmt(r.margin, r.relative, sign=False)
-    rule = "better by >" if r.kind == "superiority" else "worse by <"
-    return f"{r.metric} ({r.goal}): {rule} {m}"
+    return f"{r.metric} ({r.goal}): {criterion_rule(r.kind, r.margin, r.relative)}"
 
 
 def _criterion_cell(r: CriterionResult, seeds: int = 0) -> str:
-    bar = f"vs > {_fmt(r.threshold, r.relative)} {_SYMBOL[r.status]}"
+    bar = f"vs > {_fmt(r.threshold, r.relative)} {SYMBOL[r.status]}"
     if r.n_failed_seeds:
         return f"diverged on {r.n_failed_seeds}/{r.n_seeds} seeds {bar}"
     pairs = f" (n={r.n_seeds})" if r.n_seeds < seeds else ""  # a run missing on some seed
+    if r.sd == 0.0:
+        return f"{_fmt(r.mean, r.relative)} on every seed, no spread{pairs} {bar}"
     return (f"{_fmt(r.mean, r.relative)} [{_fmt(r.ci_low, r.relative)}, "
             f"{_fmt(r.ci_high, r.relative)}]{pairs} {bar}")

@@ -10,6 +10,9 @@ is better; a plot that cannot be drawn (too few trials) is skipped and the reaso
     param_importances.png
     learning_curves.png        decision metrics per epoch: baseline and finalists (confirm
                                runs: mean ± sd over seeds), else the best search trial
+    verdict.png                the verdict itself: per finalist and criterion, each seed's
+                               paired improvement over the baseline, their mean and the
+                               interval the test used, against the criterion's bar
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import optuna.distributions as od  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from sweeps.keys import BASELINE_TAG, CONFIRM_OF  # noqa: E402
+from sweeps.decision import SYMBOL, Verdict, criterion_rule, format_knobs  # noqa: E402
 from sweeps.report import decision_metrics, trial_outcome  # noqa: E402
 from sweeps.space import Space  # noqa: E402
 
@@ -40,6 +44,7 @@ PAIRED_NOTE = ("Bars and band: 95% CI of each arm's mean over its seeds (unpaire
 FRESH_DATA_NOTE = ("Confirmation runs draw fresh data with each seed; search trials ran on the "
                    "search's data.")
 FINALIST_COLORS = ("tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+MIN_IMPORTANCE_TRIALS = 10  # finished search trials before param_importances.png is drawn
 
 
 def paired_note(space: Space) -> str:
@@ -97,6 +102,32 @@ def _confirm_groups(confirm: Sequence[Mapping[str, Any]], space: Space
     return groups
 
 
+def _finished_search(search: Sequence[Mapping], space: Space) -> tuple[list[Mapping], str]:
+    """The search trials (not the baseline) that ran every epoch, and a footnote naming the
+    ones left out: a pruned trial's last values are from an earlier epoch than everyone
+    else's, so beside final values they mislead (report.md has its Δ at its own epoch)."""
+    kept, out = [], {}
+    for t in search:
+        if t["config"].get(BASELINE_TAG):
+            continue
+        o = _outcome(t, space)
+        if o == "finished":
+            kept.append(t)
+        else:
+            out[o] = out.get(o, 0) + 1
+    note = ("Not shown: " + ", ".join(f"{n} {o} search trial{'s' if n > 1 else ''}"
+                                      for o, n in out.items())
+            + " (values from an earlier epoch, or none; see report.md)") if out else ""
+    return kept, note
+
+
+def _search_baseline(search: Sequence[Mapping], space: Space) -> list[Mapping]:
+    """The search's baseline trial if it ran every epoch ([] otherwise): the search points'
+    own reference (same seed and data as they; the confirmation's baseline is on fresh data)."""
+    return [t for t in search
+            if t["config"].get(BASELINE_TAG) and _outcome(t, space) == "finished"]
+
+
 def _group_colors(names: Sequence[str]) -> dict[str, str]:
     """One color per group, the same in every plot: the baseline gray, the finalists in turn
     (repeating past the fifth rather than dropping a group)."""
@@ -111,6 +142,8 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
     groups = _confirm_groups(confirm, space)
     colors = _group_colors(list(groups))
     metrics = decision_metrics(space)
+    finished_search, left_out = _finished_search(search, space)
+    search_baseline = _search_baseline(search, space)
     for p in space.parameters:
         log = _numeric_axis(p.distribution)
         if log is None:
@@ -118,18 +151,13 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8),
                                  squeeze=False)
         for ax, metric in zip(axes[0], metrics):
-            pts = [(t["config"][p.name], t["metrics"].get(metric, math.nan), _outcome(t, space))
-                   for t in search if p.name in t["config"] and not t["config"].get(BASELINE_TAG)]
-            for outcome, marker, label in (
-                    ("finished", "o", "search trial (finished, 1 seed)"),
-                    # ASHA stopped it early: its value is from an earlier epoch than the others'
-                    ("pruned", "x", "search trial (pruned: its last epoch's value, 1 seed)")):
-                xy = [(x, y) for x, y, o in pts if o == outcome and math.isfinite(y)]
-                if xy:
-                    ax.scatter(*zip(*xy), marker=marker, color=SEARCH_COLOR, alpha=0.7,
-                               label=label)
-            base_search = [t["metrics"].get(metric, math.nan) for t in search
-                           if t["config"].get(BASELINE_TAG) and _outcome(t, space) == "finished"]
+            xy = [(t["config"][p.name], t["metrics"].get(metric, math.nan))
+                  for t in finished_search if p.name in t["config"]]
+            xy = [(x, y) for x, y in xy if math.isfinite(y)]
+            if xy:
+                ax.scatter(*zip(*xy), color=SEARCH_COLOR, alpha=0.7,
+                           label="search trial (finished, 1 seed)")
+            base_search = [t["metrics"].get(metric, math.nan) for t in search_baseline]
             base = [r["metrics"].get(metric, math.nan) for r in groups.get("baseline", [])]
             if base and base_search and math.isfinite(base_search[0]):
                 # the search points' own reference (same seed and data as they): with fresh
@@ -147,9 +175,16 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                            label=f"baseline ({confirm_label}{len(base)} "
                                  f"seed{'s' if len(base) > 1 else ''}"
                                  f"{', 95% CI' if len(base) > 1 else ''})")
-            for of, runs in ((k, v) for k, v in groups.items() if k != "baseline"):
+            finalists = [(k, v) for k, v in groups.items() if k != "baseline"]
+            xs = [v[0]["config"].get(p.name) for _, v in finalists]
+            for i, (of, runs) in enumerate(finalists):
                 color = colors[of]
-                x = runs[0]["config"].get(p.name)
+                x = xs[i]
+                if x is not None and xs.count(x) > 1:  # side by side, not on top of each other
+                    k = [j for j, v in enumerate(xs) if v == x].index(i) - (xs.count(x) - 1) / 2
+                    everywhere = [t["config"][p.name] for t in search if p.name in t["config"]]
+                    span = max(everywhere + xs) - min(everywhere + xs) or 1.0
+                    x = x * 10 ** (0.04 * k) if log else x + 0.04 * span * k
                 m, h = _mean_ci([r["metrics"].get(metric, math.nan) for r in runs])
                 if x is not None and math.isfinite(m):
                     ax.errorbar([x], [m], yerr=[h], fmt="s", color=color, capsize=4, ms=7,
@@ -160,12 +195,13 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                     isinstance(c, int) for c in getattr(p.distribution, "choices", [0.5])):
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(p.name + (" (log scale)" if log else ""))
-            ax.set_ylabel(metric)
+            ax.set_ylabel(space.get_workload().metric_label(metric))
             ax.set_title(f"{metric} vs {p.name} ({_better(goals.get(metric, 'maximize'))})",
                          fontsize=10)
             ax.grid(alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        foot = _footnote(fig, paired_note(space), 7.5) if groups else 0.0
+        note = "\n".join(filter(None, [paired_note(space) if groups else "", left_out]))
+        foot = _footnote(fig, note, 7.5) if note else 0.0
         ncol = min(len(labels), {1: 1, 2: 2}.get(len(metrics), 4))  # fits the figure width
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8,
                    bbox_to_anchor=(0.5, foot))
@@ -208,26 +244,22 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
     goals = dict(space.get_workload().metrics)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
 
-    def points(outcome: str) -> list[tuple[float, float]]:
-        pts = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
-               for t in search
-               if not t["config"].get(BASELINE_TAG) and _outcome(t, space) == outcome]
+    def xy(trials: Sequence[Mapping]) -> list[tuple[float, float]]:
+        pts = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan)) for t in trials]
         return [p for p in pts if all(math.isfinite(v) for v in p)]
 
-    pts, pruned = points("finished"), points("pruned")
+    finished_search, left_out = _finished_search(search, space)
+    pts = xy(finished_search)
+    base_search = xy(_search_baseline(search, space))
     if pts:
         ax.scatter(*zip(*pts), color=SEARCH_COLOR, alpha=0.6,
                    label="search trial (finished, 1 seed)")
-        front = _pareto(pts, (goals.get(x_m, "maximize"), goals.get(y_m, "maximize")))
+        # the baseline is one of the options: a trial it dominates is not on the front
+        front = _pareto(pts + base_search, (goals.get(x_m, "maximize"),
+                                            goals.get(y_m, "maximize")))
         ax.plot(*zip(*front), color=SEARCH_COLOR, lw=1, ls="--",
-                label="Pareto front (finished search trials)")
-    if pruned:  # an earlier epoch's values: shown, never on the front
-        ax.scatter(*zip(*pruned), marker="x", color=SEARCH_COLOR, alpha=0.6,
-                   label="search trial (pruned: its last epoch's values)")
+                label="Pareto front (finished search trials and their baseline)")
     groups = _confirm_groups(confirm, space)
-    base_search = [(t["metrics"].get(x_m, math.nan), t["metrics"].get(y_m, math.nan))
-                   for t in search
-                   if t["config"].get(BASELINE_TAG) and _outcome(t, space) == "finished"]
     colors = _group_colors(list(groups))
     for of, runs in sorted(groups.items(), key=lambda kv: kv[0] != "baseline"):
         color = colors[of]
@@ -241,17 +273,21 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
         ax.scatter(*zip(*base_search), marker="*", s=160, color=BASE_COLOR,
                    facecolors="none" if groups else BASE_COLOR,
                    label="baseline (search trial, 1 seed)" if groups else "baseline")
-    ax.set_xlabel(f"{x_m} ({_better(goals.get(x_m, 'maximize'))})")
-    ax.set_ylabel(f"{y_m} ({_better(goals.get(y_m, 'maximize'))})")
+    label = space.get_workload().metric_label
+    ax.set_xlabel(f"{label(x_m)} ({_better(goals.get(x_m, 'maximize'))})")
+    ax.set_ylabel(f"{label(y_m)} ({_better(goals.get(y_m, 'maximize'))})")
     ax.set_title(f"Trade-off: {x_m} (objective) vs {y_m}", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    foot = _footnote(fig, paired_note(space), 7) if groups else 0.0
+    note = "\n".join(filter(None, [paired_note(space) if groups else "", left_out]))
+    foot = _footnote(fig, note, 7) if note else 0.0
     return _save(fig, os.path.join(out_dir, "tradeoff.png"), rect=(0, foot, 1, 1))
 
 
 def rebuilt_study(space: Space, search: Sequence[Mapping]) -> optuna.Study:
-    """An in-memory Optuna study of the search trials (not the baseline), for Optuna's plots."""
+    """An in-memory Optuna study of the search trials (not the baseline), for Optuna's plots.
+    A trial that did not run every epoch is PRUNED there (no value): Optuna's plots then leave
+    it out instead of drawing an earlier epoch's value as a final one."""
     o = space.primary
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=o.goal)
@@ -261,9 +297,12 @@ def rebuilt_study(space: Space, search: Sequence[Mapping]) -> optuna.Study:
         if t["config"].get(BASELINE_TAG) or not math.isfinite(value):
             continue
         params = {k: v for k, v in t["config"].items() if k in dists}
+        done = _outcome(t, space) == "finished"
         try:
             study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params}, value=value))
+                params=params, distributions={k: dists[k] for k in params},
+                value=value if done else None,
+                state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED))
         except ValueError:  # a value outside the space as it is now (e.g. edited on resume)
             continue
     return study
@@ -272,23 +311,37 @@ def rebuilt_study(space: Space, search: Sequence[Mapping]) -> optuna.Study:
 def optuna_plots(space: Space, search: Sequence[Mapping], out_dir: str) -> list[str]:
     from optuna.visualization import matplotlib as ovm
     study = rebuilt_study(space, search)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    o = space.primary
+    base = [t["metrics"].get(o.name, math.nan) for t in _search_baseline(search, space)]
     paths = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna flags its matplotlib backend experimental
-        if len(study.trials) >= 1:
+        if complete:
             ax = ovm.plot_optimization_history(study)
-            ax.set_ylabel(f"{space.primary.name} ({_better(space.primary.goal)})")
+            if base and math.isfinite(base[0]):  # did the search find anything better?
+                ax.axhline(base[0], color=BASE_COLOR, lw=1.2, ls=":",
+                           label="baseline (search trial, 1 seed)")
+                lo, hi = ax.get_ylim()  # room for the line when it is the highest or lowest
+                lo, hi = min(lo, base[0]), max(hi, base[0])
+                ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+                ax.legend(fontsize=8, loc="best")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(f"{space.get_workload().metric_label(o.name)} ({_better(o.goal)})")
             ax.set_xlabel("search trial # (the order Tune lists them)")
-            ax.set_title(f"Optimization history ({len(study.trials)} search trials, "
-                         f"baseline excluded)", fontsize=11)
+            pruned = len(study.trials) - len(complete)
+            ax.set_title(f"Optimization history ({len(complete)} finished search trials"
+                         + (f"; {pruned} pruned, not shown" if pruned else "") + ")", fontsize=11)
             paths.append(_save(ax.figure, os.path.join(out_dir, "optimization_history.png")))
         varying = [p for p in space.parameters if len({str(t.params.get(p.name))
-                                                       for t in study.trials}) > 1]
-        if len(study.trials) >= 3 and varying:
+                                                       for t in complete}) > 1]
+        # fANOVA on a handful of points ranks whichever knob those few trials happened to vary
+        # along with the objective: below this many it draws noise as a finding
+        if len(complete) >= MIN_IMPORTANCE_TRIALS and varying:
             ax = ovm.plot_param_importances(study)
             ax.set_title("", loc="left")  # Optuna's own title would overlap ours
-            ax.set_title(f"Parameter importances for {space.primary.name} (fANOVA over "
-                         f"{len(study.trials)} search trials)", fontsize=11)
+            ax.set_title(f"Parameter importances for {o.name} (fANOVA over "
+                         f"{len(complete)} finished search trials)", fontsize=11)
             paths.append(_save(ax.figure, os.path.join(out_dir, "param_importances.png")))
     return paths
 
@@ -298,7 +351,10 @@ def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[M
     metrics = decision_metrics(space)
     goals = dict(space.get_workload().metrics)
     groups = _confirm_groups(confirm, space)
+    title = "confirmation runs (fresh seeds" + (
+        " and data" if space.get_workload().data_seed_knob else "") + "): mean ± sd"
     if not groups:  # no confirmation: the baseline and the best search trial, one seed each
+        title = "search trials, 1 seed each"
         finished = [t for t in search if _outcome(t, space) == "finished"
                     and not t["config"].get(BASELINE_TAG)]
         groups = {("baseline" if t["config"].get(BASELINE_TAG) else t["trial_id"]): [t]
@@ -324,20 +380,93 @@ def learning_curves(space: Space, search: Sequence[Mapping], confirm: Sequence[M
                 ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.25"
-        ax.set_ylabel(metric)
+        ax.set_ylabel(space.get_workload().metric_label(metric))
         ax.set_title(f"{metric} per epoch ({_better(goals.get(metric, 'maximize'))})",
                      fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, title="mean ± sd over seeds", title_fontsize=8)
+    axes[0][0].legend(fontsize=8, title=title, title_fontsize=8)
     return _save(fig, os.path.join(out_dir, "learning_curves.png"))
 
 
+def verdict_plot(space: Space, verdict: Optional[Verdict], confirm: Sequence[Mapping],
+                 out_dir: str) -> Optional[str]:
+    """The verdict table as a picture. The other plots show each arm's level with unpaired
+    intervals, which can hide an effect the paired test finds (the seeds' and data draws'
+    spread is shared by both arms): here each dot is one seed's finalist − baseline."""
+    if verdict is None:
+        return None
+    fig, foot = verdict_figure(space, verdict, confirm)
+    return _save(fig, os.path.join(out_dir, "verdict.png"), rect=(0, foot, 0.98, 0.93))
+
+
+def verdict_figure(space: Space, verdict: Verdict, confirm: Sequence[Mapping]):
+    """(figure, footnote height) of verdict.png; one panel per criterion, one row per finalist."""
+    crits, fins = verdict.finalists[0].criteria, verdict.finalists
+    # the colours of the other plots (their groups are the confirm runs that finished)
+    colors = _group_colors(list(_confirm_groups(confirm, space)))
+    fig, axes = plt.subplots(1, len(crits), figsize=(4.4 * len(crits), 1.8 + 0.6 * len(fins)),
+                             squeeze=False)
+    w = space.get_workload()
+    for j, (ax, c) in enumerate(zip(axes[0], crits)):
+        scale = 100.0 if c.relative else 1.0
+        for i, f in enumerate(fins):
+            r, y = f.criteria[j], len(fins) - 1 - i
+            color = colors.get(f.trial_id, FINALIST_COLORS[i % len(FINALIST_COLORS)])
+            d = np.asarray(r.diffs, dtype=float) * scale
+            ok = d[np.isfinite(d)]
+            ax.scatter(ok, np.full(ok.size, y) + np.linspace(-0.12, 0.12, ok.size),
+                       s=14, color="0.45", zorder=3, label="one seed" if i == j == 0 else None)
+            note = ""
+            if r.n_failed_seeds:  # no mean or interval: those seeds have no value
+                note = f"diverged on {r.n_failed_seeds}/{r.n_seeds} seeds"
+            elif math.isfinite(r.mean):
+                lo, hi = r.ci_low * scale, r.ci_high * scale
+                if math.isfinite(lo) and math.isfinite(hi):
+                    ax.plot([lo, hi], [y, y], color=color, lw=2.2, zorder=2)
+                elif r.sd == 0.0:
+                    note = "the same on every seed: no spread, no interval"
+                ax.scatter([r.mean * scale], [y], marker="s", s=40, color=color, zorder=4)
+            if note:
+                ax.annotate(note, (0.5, y - 0.3), xycoords=("axes fraction", "data"),
+                            ha="center", va="center", fontsize=7, color="0.25")
+            ax.annotate(SYMBOL[r.status], (1.01, y), xycoords=("axes fraction", "data"),
+                        va="center", fontsize=11, color=_STATUS_COLOR[r.status])
+        ax.axvline(0.0, color="0.6", lw=0.8)
+        ax.axvline(c.threshold * scale, color="black", ls="--", lw=1,
+                   label="the criterion's bar" if j == 0 else None)
+        ax.set_yticks(range(len(fins)))
+        ax.set_yticklabels([f"{f.trial_id}: {f.verdict}\n{format_knobs(f.knobs, ' ')}"
+                            for f in reversed(fins)] if j == 0 else [], fontsize=8)
+        ax.set_ylim(-0.6, len(fins) - 0.4)
+        unit = "% of the baseline" if c.relative else w.metric_docs.get(c.metric, ("", ""))[0]
+        ax.set_title(f"{c.metric}: {criterion_rule(c.kind, c.margin, c.relative)}", fontsize=10)
+        ax.set_xlabel("improvement over the baseline" + (f" [{unit}]" if unit else "")
+                      + "\n(right = better)", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    chosen = f" (trial {verdict.trial_id})" if verdict.trial_id else ""
+    fig.suptitle(f"Verdict: {verdict.verdict}{chosen}", fontsize=11)
+    levels = sorted({r.ci_level for f in fins for r in f.criteria})
+    level = (f"{levels[0]:.1%}" if len(levels) == 1 else f"{levels[0]:.1%}–{levels[-1]:.1%}")
+    foot = _footnote(fig, f"Dots: one seed each, finalist − baseline on the same seed"
+                     + (" and data draw" if w.data_seed_knob else "")
+                     + f". Square and line: their mean and the paired-t interval at the level "
+                     f"Holm used for that test ({level}). ✓ met (the interval lies beyond the "
+                     f"dashed bar, on the better side), ✗ failed (wholly on the worse side), "
+                     f"? unsettled. Test: {verdict.method}.", 7)
+    fig.legend(loc="upper left", fontsize=7, frameon=False)
+    return fig, foot
+
+
+_STATUS_COLOR = {"met": "tab:green", "failed": "tab:red", "unsettled": "0.4"}
+
+
 def write_plots(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping],
-                out_dir: str) -> list[str]:
+                out_dir: str, verdict: Optional[Verdict] = None) -> list[str]:
     """Every plot that can be drawn; returns the PNG paths. A plot that fails is skipped with
     a warning: pictures must never fail a sweep whose trials have all run."""
     paths: list[str] = []
-    for name, draw in (("dose-response", lambda: dose_response(space, search, confirm, out_dir)),
+    for name, draw in (("verdict", lambda: verdict_plot(space, verdict, confirm, out_dir)),
+                       ("dose-response", lambda: dose_response(space, search, confirm, out_dir)),
                        ("trade-off", lambda: tradeoff(space, search, confirm, out_dir)),
                        ("learning curves", lambda: learning_curves(space, search, confirm,
                                                                    out_dir)),

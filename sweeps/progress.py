@@ -19,10 +19,12 @@ class ProgressPrinter(tune.Callback):
     """One line per event: trial started, epoch reported, trial ended; with the tallies
     (done / running / pruned / failed) and the best objective so far."""
 
-    def __init__(self, space: Space, stream: Optional[TextIO] = None):
+    def __init__(self, space: Space, stream: Optional[TextIO] = None,
+                 started: Optional[float] = None):
         self.space = space
         self.stream = stream
-        self.started = time.time()
+        self.started = time.time() if started is None else started  # the sweep's clock
+        self.confirming = False  # confirm runs are no candidates: no "best" for them
         self.running: set[str] = set()
         self.counts = {"finished": 0, "pruned": 0, "diverged": 0, "error": 0}
         self.last: dict[str, dict] = {}
@@ -36,7 +38,7 @@ class ProgressPrinter(tune.Callback):
     # Tune restores a callback's state from these on --resume: the tallies go on from there.
     def get_state(self) -> dict:
         return {"counts": dict(self.counts), "best": self.best, "last": dict(self.last),
-                "running": sorted(self.running)}
+                "running": sorted(self.running), "confirming": self.confirming}
 
     def set_state(self, state: dict) -> None:
         self.counts.update(state.get("counts", {}))
@@ -44,6 +46,7 @@ class ProgressPrinter(tune.Callback):
         self.best = None if best is None else (float(best[0]), str(best[1]))
         self.last = dict(state.get("last", {}))
         self.running = set(state.get("running", []))
+        self.confirming = bool(state.get("confirming", False))
 
     def say(self, text: str) -> None:
         stream = self.stream or sys.stdout
@@ -64,6 +67,11 @@ class ProgressPrinter(tune.Callback):
         o = self.space.primary
         best = "—" if self.best is None else f"{self.best[0]:.4g} ({self.best[1]})"
         failed = self.counts["diverged"] + self.counts["error"]
+        if self.confirming:  # "pruned" here: cut short by the stage's time limit
+            short = self.counts["pruned"]
+            return (f"confirm runs done {self.counts['finished']} · running "
+                    f"{len(self.running)} · failed {failed}"
+                    + (f" · stopped early {short}" if short else ""))
         return (f"done {self.counts['finished']} · running {len(self.running)} · "
                 f"pruned {self.counts['pruned']} · failed {failed} · best {o.name} {best}")
 
@@ -71,6 +79,7 @@ class ProgressPrinter(tune.Callback):
         # A trial started beyond the limit is a confirm run started ahead (tuner.py): say so,
         # or the terminal shows more trials than may train at once.
         ahead = len(self.running) >= self.space.budget.max_concurrent
+        self.confirming = self.confirming or trial.config.get(CONFIRM_OF) is not None
         self.running.add(trial.trial_id)
         self.say(f"start  {trial.trial_id}: {self.describe(trial)}"
                  + (" (ready; trains when a running trial ends)" if ahead else ""))

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional, Sequence
 import pandas as pd
 import yaml
 
-from sweeps.decision import Verdict, format_verdict_table, within_noise
+from sweeps.decision import Verdict, criterion_rule, format_verdict_table, within_noise
 from sweeps.keys import BASELINE_TAG, CONFIRM_OF, DIVERGED, EPOCH
 from workloads.contract import SEED_KNOB
 from sweeps.space import Space
@@ -255,8 +255,11 @@ def _markdown(df: pd.DataFrame, max_rows: int = 50) -> str:
 def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
                  verdict: Optional[Verdict], plots: Sequence[str],
                  confirm_runs: Sequence[Mapping[str, Any]] = (),
-                 trials: Sequence[Mapping[str, Any]] = ()) -> str:
-    """report.md: the verdict, the search table with baseline deltas, the plots, the method."""
+                 trials: Sequence[Mapping[str, Any]] = (),
+                 second_test: Optional[str] = None) -> str:
+    """report.md: the verdict, the search table with baseline deltas, the plots, the method.
+    `second_test`: how to report a verdict on seeds the command line changed
+    (sweeps.confirm.second_test_note)."""
     metrics = decision_metrics(space)
     lines = [f"# Sweep `{name}` — workload `{space.workload}`", "",
              f"Search: {space.method} over {', '.join(p.name for p in space.parameters)}; "
@@ -265,16 +268,24 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
     if verdict is not None:
         from sweeps.confirm import follow_up
         advice = follow_up(space, verdict)
+        picture = [p for p in plots if os.path.basename(p) == "verdict.png"]
         lines += ["## Verdict (confirmation runs, paired by seed)", "",
-                  format_verdict_table(verdict), ""] + ([f"Next: {advice}.", ""] if advice else [])
+                  format_verdict_table(verdict), ""]
+        lines += ["![verdict.png](verdict.png)", ""] if picture else []
+        lines += [finalists_rule(space, len(verdict.finalists)), "", resolution(verdict), ""]
+        lines += [f"**Seeds**: {second_test}", ""] if second_test else []
+        lines += [f"Next: {advice}.", ""] if advice else []
     elif space.confirm is None:
         lines += ["## Verdict", "", "No confirmation stage (`confirm:` in the space file): the "
                   "ranking below is of single-seed runs, and the best of many noisy trials "
                   "overstates its advantage (winner's curse).", ""]
+    lines += metric_glossary(space, metrics)
     spread = seed_spread(confirm_runs, metrics, space.epochs())
     lines += ["## Search trials", "",
-              "Δ = difference from the search's baseline trial, oriented so that positive = "
-              "better; trials share the baseline's seed, so Δ is a paired difference." + (
+              "Δ = difference from the search's baseline trial in the metric's own unit (not "
+              "%), oriented so that positive = better; trials share the baseline's seed, so Δ "
+              "is a paired difference. A pruned trial's values are from its last epoch "
+              "(`epochs`), and its Δ is against the baseline at that same epoch." + (
                   " Its noise — the sd over confirmation seeds" + (" and data draws"
                   if space.get_workload().data_seed_knob else "") + " of finalist − baseline, "
                   "pooled over finalists: " + ", ".join(
@@ -286,21 +297,71 @@ def write_report(run_dir: str, name: str, space: Space, df: pd.DataFrame,
     agreement = rung_agreement(space, trials)
     if agreement:
         lines += ["## Is early stopping safe here?", "",
-                  "Kendall τ between each ASHA rung's ranking and the final ranking, over the "
-                  "trials that ran every epoch (1 = same order; below 0.5 is flagged):", ""]
-        lines += [f"- epoch {a['rung']}: τ = {a['tau']:.2f} over {a['n']} trials"
-                  if math.isfinite(a["tau"]) else
-                  f"- epoch {a['rung']}: fewer than 3 trials ran every epoch, no τ"
+                  f"Kendall τ between each ASHA rung's ranking by {space.primary.name} and the "
+                  "final ranking, over the trials that ran every epoch (1 = same order; below "
+                  "0.5 is flagged). It checks the objective's ranking only, and it cannot see "
+                  "the trials ASHA stopped — where they stood at the rung is listed:", ""]
+        lines += [(f"- epoch {a['rung']}: τ = {a['tau']:.2f} over {a['n']} trials"
+                   if math.isfinite(a["tau"]) else
+                   f"- epoch {a['rung']}: fewer than 3 trials ran every epoch, no τ")
+                  + "".join(f"; stopped there: {p['trial_id']} (rank {p['rank']} of {p['of']})"
+                            for p in a.get("pruned", ()))
                   for a in agreement]
         lines += [f"- **warning**: {w}" for w in rung_warning(agreement)] + [""]
-    if plots:
-        lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})"
-                                     for p in plots] + [""]
+    shown = [os.path.basename(p) for p in plots if os.path.basename(p) != "verdict.png"
+             or verdict is None]
+    if shown:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in shown] + [""]
     path = os.path.join(run_dir, "report.md")
     with open(path + ".tmp", "w") as f:
         f.write("\n".join(lines))
     os.replace(path + ".tmp", path)
     return path
+
+
+def finalists_rule(space: Space, picked: int) -> str:
+    """How the `picked` finalists were chosen, in words (sweeps.confirm.select_finalists)."""
+    c = space.confirm
+    many = f"{picked} of at most {c.finalists}" if picked < c.finalists else str(picked)
+    if c.select_by is None:
+        order = (space.primary.name if len(space.objectives) == 1 else
+                 f"Pareto front over {', '.join(o.name for o in space.objectives)}, then "
+                 f"{space.primary.name}")
+        return f"Finalists: the {many} best finished search trials by {order} (one seed each)."
+    goal = dict(space.get_workload().metrics)[c.select_by]
+    margins = [f"{r.metric} {criterion_rule(r.kind, r.margin, r.relative)}"
+               for r in (space.decision.criteria if space.decision else ())
+               if r.kind == "non_inferiority"]
+    return (f"Finalists: among the finished search trials within "
+            f"{' and '.join(margins) or 'every margin'} of the search's baseline trial (one "
+            f"seed), the {many} with the {'lowest' if goal == 'minimize' else 'highest'} "
+            f"{c.select_by}. The search itself steered by {space.primary.name}.")
+
+
+def resolution(verdict: Verdict) -> str:
+    """What this design can settle, in sd of a criterion's paired differences: Holm's first
+    step (alpha / 2m one-sided, decide() tests both directions) and its last (alpha / 2)."""
+    from scipy import stats
+    m = len(verdict.finalists) * len(verdict.finalists[0].criteria)
+    n = verdict.seeds
+    if n < 2:
+        return ""
+    alpha = 1.0 - verdict.confidence
+    first, last = (float(stats.t.ppf(1.0 - alpha / (2 * k), n - 1)) / math.sqrt(n)
+                   for k in (m, 1))
+    return (f"What {n} seeds can settle: with {m} tests, nothing is settled (✓ or ✗) until some "
+            f"criterion's mean improvement is at least {first:.1f} sd of its paired "
+            f"differences away from its bar; each one settled lowers the bar for the rest, "
+            f"down to {last:.1f} sd for the last. Smaller effects stay unsettled however real.")
+
+
+def metric_glossary(space: Space, metrics: Sequence[str]) -> list[str]:
+    """report.md's "Metrics" section: unit and meaning of each metric the tables show, from
+    the workload's `metric_docs` (none, and no section, for a workload without them)."""
+    docs = space.get_workload().metric_docs
+    rows = [f"- `{m}`" + (f" [{docs[m][0]}]" if docs[m][0] else "") + f": {docs[m][1]}"
+            for m in metrics if m in docs]
+    return ["## Metrics", ""] + rows + [""] if rows else []
 
 
 def rung_agreement(space: Space, trials: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -313,16 +374,24 @@ def rung_agreement(space: Space, trials: Sequence[Mapping[str, Any]]) -> list[di
     o = space.primary
     out = []
     for rung in rungs:
-        pairs = []
+        pairs, at_rung, stopped = [], [], []
         for t in trials:
-            if trial_outcome(t.get("metrics") or {}, epochs, bool(t.get("error"))) != "finished":
-                continue
+            m = t.get("metrics") or {}
             at = {int(h.get(EPOCH, 0)): h.get(o.name) for h in t.get("history") or []}
-            early, final = _number(at.get(rung)), _number((t.get("metrics") or {}).get(o.name))
-            if math.isfinite(early) and math.isfinite(final):
+            early, final = _number(at.get(rung)), _number(m.get(o.name))
+            if math.isfinite(early):
+                at_rung.append(_score(early, o.goal))
+            outcome = trial_outcome(m, epochs, bool(t.get("error")))
+            if outcome == "pruned" and _number(m.get(EPOCH)) == rung \
+                    and math.isfinite(early):  # stopped at this rung, not one it passed
+                stopped.append((str(t.get("trial_id")), _score(early, o.goal)))
+            if outcome == "finished" and math.isfinite(early) and math.isfinite(final):
                 pairs.append((early, final))
         tau = kendalltau(*zip(*pairs)).statistic if len(pairs) >= 3 else math.nan
-        out.append({"rung": rung, "n": len(pairs), "tau": float(tau)})
+        # where each trial stopped at this rung stood there (1 = best): τ cannot cover it
+        pruned = [{"trial_id": tid, "rank": 1 + sum(v > x for v in at_rung), "of": len(at_rung)}
+                  for tid, x in stopped]
+        out.append({"rung": rung, "n": len(pairs), "tau": float(tau), "pruned": pruned})
     return out
 
 

@@ -94,6 +94,7 @@ class Sweep:
         self.optuna_storage = optuna_storage
         self.ray_temp_dir = ray_temp_dir
         self.quiet = quiet
+        self._started = time.time()  # one clock for the progress lines of both stages
 
     @classmethod
     def from_yaml(cls, space_file: str, *, trials: Optional[int] = None,
@@ -412,7 +413,7 @@ class Sweep:
         from sweeps.tracking import MlflowTrialTracker
         callbacks = [MlflowTrialTracker(self.run_dir, exp_id, parent_id, self.space)]
         if not self.quiet:
-            callbacks.append(ProgressPrinter(self.space))
+            callbacks.append(ProgressPrinter(self.space, started=self._started))
         return callbacks
 
     def _finish(self, search: list[dict], confirm_runs: list[dict], finalists: list[dict],
@@ -433,9 +434,10 @@ class Sweep:
             best_knobs = self.space.trial_knobs(config)
         files = write_outputs(self.run_dir, self.space, df, best_knobs, verdict,
                               best_is_baseline=best is not None and bool(best["baseline"]))
-        plots = write_plots(self.space, search, confirm_runs, self.run_dir)
+        plots = write_plots(self.space, search, confirm_runs, self.run_dir, verdict)
+        second = confirm.second_test_note(self.base_space, self.space) if verdict else None
         report = write_report(self.run_dir, self.name, self.space, df, verdict, plots,
-                              confirm_runs, search)
+                              confirm_runs, search, second_test=second)
         for warning in rung_warning(rung_agreement(self.space, search)):
             self._say("warning: " + warning)
         best_metrics = {o.name: best[o.name] for o in self.space.objectives} if best is not None else {}
@@ -443,7 +445,7 @@ class Sweep:
                           files + [report], failed=best is None, plots=plots, verdict=verdict)
         self._say(format_table(df))
         if verdict is not None:
-            self._say(verdict_block(verdict, confirm.follow_up(self.space, verdict)))
+            self._say(verdict_block(verdict, confirm.follow_up(self.space, verdict), second))
         self._say("wrote " + ", ".join([*files, report, *plots]))
         return SweepResult(best_knobs, df, parent_id, exp_id, self.tracking_uri, self.run_dir,
                            verdict, report)
@@ -508,7 +510,8 @@ def _no_finalists_reason(space: Space, search: list[dict]) -> str:
     return "no search trial finished"
 
 
-def verdict_block(verdict: Verdict, follow_up: Optional[str] = None) -> str:
+def verdict_block(verdict: Verdict, follow_up: Optional[str] = None,
+                  second_test: Optional[str] = None) -> str:
     """The few lines the CLI prints at the end: the verdict and, per finalist, why."""
     lines = [f"VERDICT: {verdict.verdict}" + (f" (trial {verdict.trial_id})"
                                                if verdict.trial_id else "") + f" — {verdict.method}"]
@@ -524,6 +527,8 @@ def verdict_block(verdict: Verdict, follow_up: Optional[str] = None) -> str:
     level = f"{lo:.1%}" + (f"–{hi:.1%}" if hi - lo > 5e-4 else "")
     lines.append(f"  [lo, hi]: paired-t interval of the mean improvement at its test's Holm level "
                  f"({level}); details in report.md")
+    if second_test:
+        lines.append(f"  {second_test}")
     if follow_up:
         lines.append(f"  {follow_up}")
     return "\n".join(lines)

@@ -14,6 +14,9 @@ A workload module exposes one `WORKLOAD = Workload(...)`:
                the CLIs turn into exit code 2 (optional)
     data_seed_knob  the int knob that draws or splits the data; confirmation runs vary it with
                the seed (optional)
+    metric_docs  {metric name: (unit, what it measures)} for the metrics a reader will see:
+               reports define them and plots put the unit on their axes (optional; a metric
+               without one is shown by name alone)
 
 `train` runs epochs; at the end of each epoch *every* rank calls `session.report(metrics,
 checkpoint_dir=...)` exactly once, rank 0 passing a checkpoint directory and the others `None`
@@ -79,6 +82,8 @@ class Workload:
     # workload has one. Replicated confirmation runs give it a fresh value along with the seed:
     # finalists chosen on one validation set are not re-scored on the same one.
     data_seed_knob: str | None = None
+    # {metric: (unit, meaning)}, e.g. {"val_ig": ("bits/fixation", "information gain ...")}
+    metric_docs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         types = K.knob_types(self.knobs)
@@ -92,6 +97,15 @@ class Workload:
         if reserved:
             raise TypeError(f"workload {self.name!r}: {sorted(reserved)} are report keys the "
                             f"contract reserves, not metrics")
+        unknown = set(self.metric_docs) - set(self.metrics)
+        if unknown:
+            raise TypeError(f"workload {self.name!r}: metric_docs names metrics it does not "
+                            f"report: {sorted(unknown)}")
+
+    def metric_label(self, name: str) -> str:
+        """`name [unit]` for axes and tables; the bare name when the workload gives no unit."""
+        unit = self.metric_docs.get(name, ("", ""))[0]
+        return f"{name} [{unit}]" if unit else name
 
     @property
     def defaults(self) -> Any:

@@ -26,7 +26,8 @@ fixation over the scored set's own center bias (Kümmerer et al.), global means 
                              position-neutral probes with a uniform center bias (eval mode);
                              *_frac = H / log2(S²); probe_entropy_neutral: the mean entropy of
                              the single neutral probe maps; bias_kl_neutral = log2(S²) − H:
-                             the positional bias left, in bits (0 = none)
+                             the positional bias left, in bits (0 = a uniform mean map; the
+                             32 probes' content alone keeps it above 0)
 Definitions: saliency/metrics.py.
 """
 from __future__ import annotations
@@ -99,6 +100,36 @@ METRICS: dict[str, Goal] = {"train_nll": "minimize", **{name: "maximize" for nam
     "bias_entropy_uniform", "bias_entropy_uniform_frac", "bias_entropy_neutral",
     "bias_entropy_neutral_frac", "probe_entropy_neutral")}, "bias_kl_neutral": "minimize"}
 EVAL_PROBES = 32  # fixed probes per kind for the bias-entropy measurement
+
+_IG = "bits/fixation"
+_SETS = {"val": "the in-domain validation split",
+         "ood": "the out-of-domain set (CAT2000 layout; synthetic: the prior shift), the model "
+                "given that set's own center bias"}
+# What reports and plots say about each metric (module doc and saliency/metrics.py in full).
+METRIC_DOCS: dict[str, tuple[str, str]] = {
+    "train_nll": (_IG, "training NLL, −log2 p per training fixation (data term only)"),
+    **{f"{k}_ig": (_IG, f"information gain over the center-bias baseline on {v} (0 = no "
+                        "better than the center bias)") for k, v in _SETS.items()},
+    **{f"{k}_ll": (_IG, f"log-likelihood over a uniform model on {v}") for k, v in _SETS.items()},
+    **{f"{k}_nss": ("sd", f"normalized scanpath saliency on {v}") for k, v in _SETS.items()},
+    **{f"{k}_auc": ("", f"AUC of fixated vs all pixels on {v}") for k, v in _SETS.items()},
+    "ood_ig_transfer": (_IG, "ood_ig with the model given the in-domain center bias"),
+    "content_ig": (_IG, "information gain on the synthetic content-shift set"),
+    **{f"{k}_ig_oracle": (_IG, f"information gain of the true density on that set: the "
+                               f"ceiling (synthetic only)") for k in ("val", "ood", "content")},
+    **{f"bias_entropy_{k}": ("bits", f"entropy of the mean density predicted for fixed {v} "
+                                     f"probes with a uniform center bias: the model's implicit "
+                                     f"spatial bias") for k, v in (("uniform", "gray"),
+                                                                   ("neutral", "position-neutral"))},
+    **{f"bias_entropy_{k}_frac": ("", f"bias_entropy_{k} / log2(pixels): 1 = no spatial bias")
+       for k in ("uniform", "neutral")},
+    "probe_entropy_neutral": ("bits", "mean entropy of the single position-neutral probe maps"),
+    "bias_kl_neutral": ("bits", "the regularizer's target: log2(pixels) − "
+                                "bias_entropy_neutral, the KL from uniform of the mean map "
+                                "for position-neutral probes (0 = a uniform mean map; the "
+                                "probes' own content keeps it above 0 even for a model with "
+                                "no positional bias, so a drop is not all positional bias)"),
+}
 
 
 def check(cfg: SaliencyKnobs) -> list[str]:
@@ -186,7 +217,7 @@ def epoch_metrics(model: torch.nn.Module, data: SaliencyData, probes: dict[str, 
         metrics[f"bias_entropy_{kind}"] = h
         metrics[f"bias_entropy_{kind}_frac"] = bias_entropy_frac(h, s, s)
     metrics["probe_entropy_neutral"] = entropies["neutral"][1]
-    # KL(bias map || uniform) = log2(S²) - H: how much positional bias is left, 0 = none
+    # KL(bias map || uniform) = log2(S²) - H: the bias left (0 = a uniform mean map)
     metrics["bias_kl_neutral"] = math.log2(s * s) - entropies["neutral"][0]
     return metrics
 
@@ -239,7 +270,7 @@ SMOKE = {"epochs": 2, "num_images": 40, "ood_images": 12, "image_size": 32, "bat
 
 WORKLOAD = kit.make_workload(name="saliency", knobs=SaliencyKnobs, metrics=METRICS, setup=setup,
                              smoke=SMOKE, check=check, input_errors=(DataError,),
-                             data_seed_knob="data_seed")
+                             data_seed_knob="data_seed", metric_docs=METRIC_DOCS)
 train = WORKLOAD.train
 
 

@@ -90,6 +90,21 @@ METRICS: dict[str, Goal] = {
     **{f"memory_p{q}{s}": "maximize" for q in ("10", "50", "90") for s in ("", "_s1", "_s2",
                                                                           "_s4", "_s8")}}
 EVAL_PROBES, EVAL_PROBE_LEN, EVAL_PROBE_SEED = 8, 128, 20240601
+# What reports and plots say about each metric (the module doc in full).
+METRIC_DOCS: dict[str, tuple[str, str]] = {
+    "val_ce": ("nats/byte", "validation cross-entropy"),
+    "val_bpb": ("bits/byte", "validation cross-entropy in bits"),
+    "train_loss": ("", "training cross-entropy (nats/byte) + energy_reg_weight · energy"),
+    "energy": ("", "validation mean relative energy of the eigenstates, mean_k |c_k(t)|²/P_k"),
+    "bias_entropy": ("bits", "entropy of the mean next-byte distribution on content-free probes "
+                             "(i.i.d. bytes from the training unigram)"),
+    "bias_entropy_rel": ("", "bias_entropy / H(unigram): 1 = predicts the unigram prior there"),
+    "n_params": ("", "parameter count"),
+    **{f"lambda_abs_p{q}": ("", f"p{q} over all eigenstates of |λ|") for q in ("10", "50", "90")},
+    **{f"memory_p{q}{s}": ("tokens", f"p{q} of the eigenstates' memory s/(1−|λ|)"
+                           + (f", HTEN scale {s[2:]} only" if s else ""))
+       for q in ("10", "50", "90") for s in ("", "_s1", "_s2", "_s4", "_s8")},
+}
 
 
 def model_config(cfg: TenLMKnobs) -> TENConfig:
@@ -213,7 +228,7 @@ SMOKE = {"epochs": 2, "steps_per_epoch": 10, "corpus_bytes": 100_000, "seq_len":
          "batch_size": 8}
 
 WORKLOAD = kit.make_workload(name="ten_lm", knobs=TenLMKnobs, metrics=METRICS, setup=setup,
-                             smoke=SMOKE, check=check)
+                             smoke=SMOKE, check=check, metric_docs=METRIC_DOCS)
 train = WORKLOAD.train
 
 

@@ -219,6 +219,43 @@ def test_a_failed_confirm_run_is_a_failed_seed_not_a_crash():
     assert values["x"]["ood_ig"][:2] == [0.8, -math.inf] and math.isnan(values["x"]["ood_ig"][2])
     v = confirm.verdict(s, fin, seeds, runs)
     assert v.verdict != "GO" and v.finalists[0].criteria[0].n_failed_seeds == 1
+    # verdict.json keeps each seed's paired difference: failed -inf (None in JSON), dropped NaN
+    d = v.finalists[0].criteria[0].diffs
+    assert d[0] == pytest.approx(0.3) and d[1] == -math.inf and math.isnan(d[2])
+    assert v.to_dict()["finalists"][0]["criteria"][0]["diffs"][1:] == ["failed", "missing"]
+
+
+def test_the_verdict_picture_draws_failed_seeds_and_zero_spread(tmp_path):
+    from sweeps.plots import verdict_plot
+    s = space(confirm={"finalists": 2, "seeds": 3})
+    fin = [{"trial_id": "x", "params": {"lambda": 0.3}}, {"trial_id": "y", "params": {"lambda": 0.1}}]
+    seeds = confirm.confirm_seeds(s)
+    runs = []
+    for c in confirm.confirm_configs(s, fin, seeds):
+        t = trial("c", 0, {"x": 1.0, "y": 1.0 + c["seed"] / 100}.get(c[CONFIRM_OF], 1.0),
+                  0.5 + (c[CONFIRM_OF] == "y") * 0.25)  # y: ood exactly +0.25 on every seed
+        t["config"] = c
+        t["metrics"]["diverged"] = float(c[CONFIRM_OF] == "x" and c["seed"] == 2)
+        runs.append(t)
+    v = confirm.verdict(s, fin, seeds, runs)
+    assert v.finalists[0].criteria[0].n_failed_seeds == 1
+    assert v.finalists[1].criteria[0].sd == 0.0
+    path = verdict_plot(s, v, runs, str(tmp_path))
+    assert os.path.getsize(path) > 10_000
+    from sweeps.plots import verdict_figure
+    fig, _ = verdict_figure(s, v, runs)
+    ood, val = fig.axes[:2]
+    texts = [t.get_text() for t in ood.texts]
+    assert "diverged on 1/3 seeds" in texts and texts.count("?") == 2
+    assert "the same on every seed: no spread, no interval" in texts
+    dots = [c.get_offsets() for c in ood.collections if len(c.get_offsets()) and
+            c.get_sizes()[0] == 14]
+    assert sorted(len(o) for o in dots) == [2, 3]  # x: 2 seeds with a value, y: 3
+    bars = [ln.get_xdata()[0] for ln in val.lines if ln.get_linestyle() == "--"]
+    assert bars == [pytest.approx(-2.0)]  # val_ig: worse by < 2 %, in % of the baseline
+    assert [t.get_text().split(":")[0] for t in ood.get_yticklabels()] == ["y", "x"]
+    import matplotlib.pyplot as plt
+    plt.close(fig)
 
 
 def test_report_and_plots_from_a_finished_sweep(tmp_path):
@@ -244,10 +281,95 @@ def test_report_and_plots_from_a_finished_sweep(tmp_path):
     names = {os.path.basename(p) for p in plots}
     assert {"dose_response_lambda.png", "tradeoff.png", "learning_curves.png",
             "optimization_history.png"} <= names
+    assert "verdict.png" not in names  # only when given the verdict
+    assert "param_importances.png" not in names  # 2 finished search trials: fANOVA on noise
+    plots = write_plots(s, search, runs, str(tmp_path), v)
+    assert "verdict.png" in {os.path.basename(p) for p in plots}
     assert all(os.path.getsize(p) > 10_000 for p in plots)
     report = open(write_report(str(tmp_path), "demo", s, df, v, plots, runs)).read()
     assert f"**Verdict: {v.verdict}" in report and "| x |" in report
+    verdict_part, rest = report.split("## Metrics")
+    assert "![verdict.png](verdict.png)" in verdict_part and "verdict.png" not in rest
+    assert "Finalists: the 1 best finished search trials by val_ig" in verdict_part
+    assert "What 2 seeds can settle: with 2 tests" in verdict_part
     assert "![tradeoff.png](tradeoff.png)" in report and "within_noise" in report
+    # every metric the tables show is defined, with its unit, from the workload's metric_docs
+    glossary = report.split("## Metrics")[1].split("## ")[0]
+    assert "- `val_ig` [bits/fixation]: information gain" in glossary
+    assert "- `ood_ig` [bits/fixation]" in glossary and "train_nll" not in glossary
+
+
+def test_a_verdict_on_seeds_the_command_line_changed_says_it_may_be_a_second_test():
+    from sweeps.sweep import Overrides, verdict_block
+    s = space()
+    assert confirm.second_test_note(s, Overrides().apply(s)) is None
+    assert confirm.second_test_note(s, Overrides(finalists=1).apply(s)) is None
+    pooled = confirm.second_test_note(s, Overrides(confirm_seeds=12).apply(s))
+    assert pooled.startswith("Confirmation seeds 1–12 (the space file's: 1–3): the space file's "
+                             "seeds again, pooled with 9 more")
+    fresh = confirm.second_test_note(s, Overrides(confirm_seed_offset=3).apply(s))
+    assert fresh.startswith("Confirmation seeds 4–6 (the space file's: 1–3): a replication")
+    partly = confirm.second_test_note(s, Overrides(confirm_seed_offset=1).apply(s))
+    assert "seeds 2–4" in partly and "share 2 seeds, so this is neither" in partly
+    fewer = confirm.second_test_note(s, Overrides(confirm_seeds=2).apply(s))
+    assert "share 2 seeds" in fewer
+    assert all("second test" in n for n in (pooled, fresh, partly, fewer))
+    v = confirm.verdict(s, [{"trial_id": "x", "params": {"lambda": 0.3}}], [1, 2, 3], [])
+    assert pooled in verdict_block(v, None, pooled)
+
+
+def test_what_a_design_can_settle_matches_the_readme():
+    from sweeps.report import resolution
+    v = confirm.verdict(space(), [{"trial_id": "x", "params": {"lambda": 0.3}},
+                                  {"trial_id": "y", "params": {"lambda": 0.1}}], [1, 2, 3], [])
+    # 2 finalists x (the shipped space has 3 criteria; this one 2) = 4 tests, 3 seeds
+    from scipy import stats
+    q = stats.t.ppf(1 - 0.1 / (2 * 4), 2)  # confidence 0.9 in this space
+    assert f"at least {q / math.sqrt(3):.1f} sd" in resolution(v)
+    assert f"down to {stats.t.ppf(1 - 0.1 / 2, 2) / math.sqrt(3):.1f} sd" in resolution(v)
+    from sweeps.space import load_space
+    shipped = load_space("entropy_lambda.yaml")
+    v = confirm.verdict(shipped, [{"trial_id": "x", "params": {"lambda": 0.3}},
+                                  {"trial_id": "y", "params": {"lambda": 0.1}}], [1, 2, 3], [])
+    # README: 6.3 sd for the first, 5.7 for the next
+    assert "with 6 tests" in resolution(v) and "at least 6.3 sd" in resolution(v)
+
+
+@pytest.mark.parametrize("k, settled", [(6.2, False), (6.35, True)])
+def test_the_stated_resolution_is_where_decide_starts_settling(k, settled):
+    """2 finalists x 3 criteria, 3 seeds: one criterion's improvements have mean k sd (sd 1),
+    every other one is a coin flip; decide() settles it only from the 6.3 sd resolution()
+    states."""
+    from sweeps.decision import Criterion, decide
+    crits = [Criterion(m, "superiority", 0.0, False, "maximize") for m in ("a", "b", "c")]
+    flat = [1.0, 0.0, 2.0]  # mean 1 sd: nowhere near
+    clear = [k - 1.0, k, k + 1.0]
+    fins = {"x": {"a": clear, "b": flat, "c": flat}, "y": {"a": flat, "b": flat, "c": flat}}
+    v = decide(finalists=fins, baseline={m: [0.0] * 3 for m in "abc"}, knobs={},
+               criteria=crits, confidence=0.95, objective="a", objective_goal="maximize")
+    assert (v.finalists[0].criteria[0].status == "met") == settled
+    from sweeps.report import resolution
+    assert "at least 6.3 sd" in resolution(v)
+
+
+def test_optuna_plots_leave_out_pruned_trials():
+    from sweeps.plots import rebuilt_study
+    s = space(early_terminate={"type": "asha", "min_iter": 1, "eta": 3})
+    search = [trial("b", 0, 1.0, 0.5, baseline=True), trial("x", 0.3, 1.2, 0.7),
+              trial("p", 2.0, 0.4, 0.9, epochs=1)]
+    study = rebuilt_study(s, search)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]
+    assert study.trials[1].value is None  # its epoch-1 value is not drawn as a final one
+
+
+def test_metric_docs_name_only_reported_metrics_and_label_axes():
+    from workloads.contract import Workload
+    w = get_workload("saliency")
+    assert w.metric_label("val_ig") == "val_ig [bits/fixation]"
+    assert w.metric_label("val_auc") == "val_auc"  # no unit: the bare name
+    with pytest.raises(TypeError, match="metric_docs names metrics it does not report"):
+        Workload(name="w", knobs=w.knobs, metrics={"a": "maximize"}, train=w.train,
+                 metric_docs={"b": ("bits", "?")})
 
 
 def test_finished_trials_rank_before_pruned_ones_and_best_is_finished():
@@ -298,6 +420,23 @@ def test_kendall_tau_of_each_rung_against_the_final_ranking():
     agreement = rung_agreement(s, trials)
     assert [(a["rung"], a["n"]) for a in agreement] == [(1, 4), (3, 4)]
     assert agreement[0]["tau"] == pytest.approx(-1.0) and agreement[1]["tau"] == pytest.approx(1.0)
+    # τ cannot see the pruned trial; where it stood at its rung is reported (0.1: last of 5)
+    assert agreement[0]["pruned"] == [{"trial_id": "pruned", "rank": 5, "of": 5}]
+    assert agreement[1]["pruned"] == []
+    # one that passed rung 1 (best there) and was stopped at rung 3 is listed at rung 3 only
+    late = {"trial_id": "late", "config": {"lambda": 1.0}, "error": False,
+            "metrics": {"val_ig": 0.2, "epoch": 3},
+            "history": [{"epoch": 1, "val_ig": 5.0}, {"epoch": 2, "val_ig": 1.0},
+                        {"epoch": 3, "val_ig": 0.2}]}
+    agreement = rung_agreement(s, trials + [late])
+    assert [p["trial_id"] for p in agreement[0]["pruned"]] == ["pruned"]
+    assert agreement[1]["pruned"] == [{"trial_id": "late", "rank": 5, "of": 5}]
+    # a minimized objective ranks the lowest first
+    low = space(metric={"name": "train_nll", "goal": "minimize"},
+                early_terminate={"type": "asha", "min_iter": 1, "eta": 3}, fixed={"epochs": 9})
+    flipped = [{**t, "metrics": {**t["metrics"], "train_nll": t["metrics"]["val_ig"]},
+                "history": [{**h, "train_nll": h["val_ig"]} for h in t["history"]]} for t in trials]
+    assert rung_agreement(low, flipped)[0]["pruned"] == [{"trial_id": "pruned", "rank": 1, "of": 5}]
     (warning,) = rung_warning(agreement)
     assert "epoch-1 ranking disagreed" in warning and "τ = -1.00" in warning
     assert rung_agreement(space(), trials) == []  # no early stopping, nothing to check

@@ -246,18 +246,55 @@ def test_every_seed_diverged_is_no_go():
     assert v.finalists[0].criteria[0].status == "failed" and v.verdict == "NO-GO"
 
 
-@pytest.mark.parametrize("margin,expected", [(0.25, "met"), (1.0, "failed"), (0.5, "unsettled")])
-def test_zero_variance_is_exact(margin, expected):
-    # 1.5-1.0, 2.5-2.0, 3.5-3.0 are all exactly 0.5 in binary floating point: sd = 0
+@pytest.mark.parametrize("margin", [0.25, 0.5, 1.0])
+def test_zero_spread_concludes_nothing(margin):
+    # 1.5-1.0, 2.5-2.0, 3.5-3.0 are all exactly 0.5 in binary floating point: sd = 0. A quantized
+    # metric gives that with real noise, so it is no evidence either way (it was "met", p = 0).
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         v = one([1.5, 2.5, 3.5], [1.0, 2.0, 3.0],
                 Criterion("m", "superiority", margin, False, "maximize"))
     (r,) = v.finalists[0].criteria
-    assert r.status == expected and r.ci_low == r.ci_high == r.mean == 0.5
-    if expected == "unsettled":  # exactly on the bar: no number of seeds moves it
-        assert v.finalists[0].seeds_needed is None
-        assert "equals the threshold" in v.finalists[0].seeds_note
+    assert r.status == "unsettled" and r.mean == 0.5 and r.sd == 0.0
+    assert (r.ci_low, r.ci_high) == (-math.inf, math.inf) and r.p_met == r.p_failed == 1.0
+    f = v.finalists[0]
+    assert f.verdict == "INCONCLUSIVE" and f.seeds_needed is None
+    assert "same difference on every seed" in f.seeds_note and "m:" in f.seeds_note
+    assert "+0.5 on every seed, no spread vs > " in format_verdict_table(v)
+
+
+def test_floating_point_residue_is_zero_spread_too():
+    # an accuracy over 10 examples, +0.1 on every seed: the differences agree to ~1e-17 only
+    base = [0.6, 0.7, 0.3]
+    v = one([b + 0.1 for b in base], base, Criterion("acc", "superiority", 0.0, False, "maximize"))
+    (r,) = v.finalists[0].criteria
+    assert 0 < np.std(np.subtract([b + 0.1 for b in base], base)) < 1e-15  # the residue is real
+    assert r.sd == 0.0 and r.status == "unsettled" and v.verdict == "INCONCLUSIVE"
+
+
+def test_zero_spread_does_not_hide_a_criterion_heading_to_no_go():
+    noise = [0.03, -0.02, 0.01, -0.025, 0.005]
+    v = decide(finalists={"t": {"a": [1.0] * 5, "b": add(B_MAX, -0.015, noise)}},
+               baseline={"a": [1.0] * 5, "b": B_MAX}, knobs={},
+               criteria=[Criterion("a", "non_inferiority", 0.1, False, "maximize"),
+                         Criterion("b", "superiority", 0.0, False, "maximize")],
+               confidence=0.95, objective="b", objective_goal="maximize")
+    f = v.finalists[0]
+    assert f.criteria[0].sd == 0.0 and f.verdict == "INCONCLUSIVE"
+    assert f.seeds_needed is not None and "even odds of NO-GO on b " in f.seeds_note
+
+
+def test_zero_spread_beside_a_testable_criterion_still_names_it():
+    # bit-identical runs on one metric, a clear effect on another: the flat one blocks GO
+    v = decide(finalists={"t": {"a": [1.0, 2.0, 3.0], "b": [2.0, 3.1, 3.9]}},
+               baseline={"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0]}, knobs={},
+               criteria=[Criterion("a", "non_inferiority", 0.1, False, "maximize"),
+                         Criterion("b", "superiority", 0.0, False, "maximize")],
+               confidence=0.95, objective="b", objective_goal="maximize")
+    a, b = v.finalists[0].criteria
+    assert a.status == "unsettled" and a.sd == 0.0 and b.sd > 0
+    assert v.verdict == "INCONCLUSIVE" and v.finalists[0].seeds_needed is None
+    assert v.finalists[0].seeds_note.startswith("a: the same difference")
 
 
 # --- seeds needed ---------------------------------------------------------------------------
@@ -293,7 +330,8 @@ def test_seeds_needed_heading_to_failure_and_beyond_cap():
     f = one(add(B_MAX, 0.0005, noise), B_MAX, crit).finalists[0]
     assert f.seeds_needed is None and "more than 100" in f.seeds_note
     assert estimate_seeds_needed(0.1, 0.1, 0.1, alpha_one_sided=0.025, n_now=3) is None
-    assert estimate_seeds_needed(0.5, 0.0, 0.1, alpha_one_sided=0.025, n_now=3) == 4
+    # no spread: nothing to extrapolate from (it was 4: any n "settled" a zero sd)
+    assert estimate_seeds_needed(0.5, 0.0, 0.1, alpha_one_sided=0.025, n_now=3) is None
 
 
 # --- several finalists: Holm across finalists x criteria, and the sweep's verdict -----------

@@ -20,14 +20,15 @@ def make_workload(*, name: str, knobs: type, metrics: Mapping[str, Goal],
                   setup: Callable[[Any, Session], Trial], smoke: Mapping[str, Any] | None = None,
                   check: Callable[[Any], list[str]] | None = None,
                   input_errors: tuple[type[BaseException], ...] = (),
-                  data_seed_knob: str | None = None) -> Workload:
+                  data_seed_knob: str | None = None,
+                  metric_docs: Mapping[str, tuple[str, str]] | None = None) -> Workload:
     """A Workload whose `train` is the kit's loop around `setup`."""
     def train(config: Mapping[str, Any], session: Session) -> None:
         train_loop(workload, setup, config, session)
 
     workload = Workload(name=name, knobs=knobs, metrics=metrics, train=train,
                         smoke=dict(smoke or {}), check=check, input_errors=input_errors,
-                        data_seed_knob=data_seed_knob)
+                        data_seed_knob=data_seed_knob, metric_docs=dict(metric_docs or {}))
     return workload
 
 
