@@ -39,6 +39,10 @@ class MLPKnobs(LoopKnobs):
 
 
 METRICS = {"val_mse": "minimize", "train_mse": "minimize"}
+# Optional: what reports and plot axes say about each metric ({name: (unit, meaning)}).
+METRIC_DOCS = {"val_mse": ("", "mean squared error on the held-out draw (its floor is noise², "
+                               "the label noise's variance)"),
+               "train_mse": ("", "mean squared error over the epoch's training batches")}
 IN_FEATURES = 8
 
 
@@ -95,7 +99,8 @@ def check(cfg: MLPKnobs) -> list[str]:
 SMOKE = {"epochs": 2, "n_train": 128, "n_val": 64, "hidden": 16, "batch_size": 32}
 
 WORKLOAD = kit.make_workload(name="custom_mlp", knobs=MLPKnobs, metrics=METRICS, setup=setup,
-                             smoke=SMOKE, check=check, data_seed_knob="data_seed")
+                             smoke=SMOKE, check=check, data_seed_knob="data_seed",
+                             metric_docs=METRIC_DOCS)
 
 
 if __name__ == "__main__":
