@@ -447,11 +447,11 @@ def verdict_figure(space: Space, verdict: Verdict, confirm: Sequence[Mapping]):
     fig.suptitle(f"Verdict: {verdict.verdict}{chosen}", fontsize=11)
     levels = sorted({r.ci_level for f in fins for r in f.criteria})
     level = (f"{levels[0]:.1%}" if len(levels) == 1 else f"{levels[0]:.1%}–{levels[-1]:.1%}")
-    foot = _footnote(fig, f"Dots: one seed each, finalist − baseline on the same seed"
+    foot = _footnote(fig, "Dots: one seed each, finalist − baseline on the same seed"
                      + (" and data draw" if w.data_seed_knob else "")
                      + f". Square and line: their mean and the paired-t interval at the level "
                      f"Holm used for that test ({level}). ✓ met (the interval lies beyond the "
-                     f"dashed bar, on the better side), ✗ failed (wholly on the worse side), "
+                     "dashed bar, on the better side), ✗ failed (wholly on the worse side), "
                      f"? unsettled. Test: {verdict.method}.", 7)
     fig.legend(loc="upper left", fontsize=7, frameon=False)
     return fig, foot

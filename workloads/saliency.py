@@ -115,8 +115,8 @@ METRIC_DOCS: dict[str, tuple[str, str]] = {
     **{f"{k}_auc": ("", f"AUC of fixated vs all pixels on {v}") for k, v in _SETS.items()},
     "ood_ig_transfer": (_IG, "ood_ig with the model given the in-domain center bias"),
     "content_ig": (_IG, "information gain on the synthetic content-shift set"),
-    **{f"{k}_ig_oracle": (_IG, f"information gain of the true density on that set: the "
-                               f"ceiling (synthetic only)") for k in ("val", "ood", "content")},
+    **{f"{k}_ig_oracle": (_IG, f"information gain of the true density on the {k} set: the "
+                               "ceiling (synthetic only)") for k in ("val", "ood", "content")},
     **{f"bias_entropy_{k}": ("bits", f"entropy of the mean density predicted for fixed {v} "
                                      f"probes with a uniform center bias: the model's implicit "
                                      f"spatial bias") for k, v in (("uniform", "gray"),
