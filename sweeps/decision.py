@@ -398,6 +398,13 @@ def format_verdict_table(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
+def ci_levels(verdict: Verdict) -> str:
+    """"98.8%–99.2%": the range of the levels its intervals are at (one value if they agree)."""
+    levels = [r.ci_level for f in verdict.finalists for r in f.criteria]
+    lo, hi = min(levels), max(levels)
+    return f"{lo:.1%}" + (f"–{hi:.1%}" if hi - lo > 5e-4 else "")
+
+
 def format_knobs(knobs: Mapping[str, Any], sep: str) -> str:
     """"lambda=0.1121, compute_every=3": floats to 4 significant digits (the table and CLI)."""
     return sep.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

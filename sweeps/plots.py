@@ -34,8 +34,9 @@ import optuna.distributions as od  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from sweeps.keys import BASELINE_TAG, CONFIRM_OF  # noqa: E402
-from sweeps.decision import SYMBOL, Verdict, criterion_rule, format_knobs  # noqa: E402
-from sweeps.report import decision_metrics, trial_outcome  # noqa: E402
+from sweeps.decision import (SYMBOL, Verdict, ci_levels, criterion_rule,  # noqa: E402
+                             format_knobs)
+from sweeps.report import decision_metrics, finished_baseline, trial_outcome  # noqa: E402
 from sweeps.space import Space  # noqa: E402
 
 BASE_COLOR, SEARCH_COLOR = "0.35", "tab:blue"
@@ -121,11 +122,20 @@ def _finished_search(search: Sequence[Mapping], space: Space) -> tuple[list[Mapp
     return kept, note
 
 
-def _search_baseline(search: Sequence[Mapping], space: Space) -> list[Mapping]:
-    """The search's baseline trial if it ran every epoch ([] otherwise): the search points'
-    own reference (same seed and data as they; the confirmation's baseline is on fresh data)."""
-    return [t for t in search
-            if t["config"].get(BASELINE_TAG) and _outcome(t, space) == "finished"]
+def _side_by_side(xs: Sequence[Optional[float]], log: bool,
+                  everywhere: Sequence[float]) -> list[Optional[float]]:
+    """Finalists' x positions, those sharing a value spread a little around it (a factor
+    10^±0.04 per step on a log axis, ±4 % of the knob's plotted span on a linear one), so
+    their error bars sit side by side instead of on top of each other."""
+    known = [x for x in xs if x is not None]
+    span = (max([*everywhere, *known]) - min([*everywhere, *known]) or 1.0) if known else 1.0
+    placed = []
+    for i, x in enumerate(xs):
+        if x is not None and xs.count(x) > 1:
+            k = [j for j, v in enumerate(xs) if v == x].index(i) - (xs.count(x) - 1) / 2
+            x = x * 10 ** (0.04 * k) if log else x + 0.04 * span * k
+        placed.append(x)
+    return placed
 
 
 def _group_colors(names: Sequence[str]) -> dict[str, str]:
@@ -143,13 +153,16 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
     colors = _group_colors(list(groups))
     metrics = decision_metrics(space)
     finished_search, left_out = _finished_search(search, space)
-    search_baseline = _search_baseline(search, space)
+    search_baseline = finished_baseline(search, space)
     for p in space.parameters:
         log = _numeric_axis(p.distribution)
         if log is None:
             continue
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8),
                                  squeeze=False)
+        finalists = [(k, v) for k, v in groups.items() if k != "baseline"]
+        placed = _side_by_side([v[0]["config"].get(p.name) for _, v in finalists], log,
+                               [t["config"][p.name] for t in search if p.name in t["config"]])
         for ax, metric in zip(axes[0], metrics):
             xy = [(t["config"][p.name], t["metrics"].get(metric, math.nan))
                   for t in finished_search if p.name in t["config"]]
@@ -175,16 +188,8 @@ def dose_response(space: Space, search: Sequence[Mapping], confirm: Sequence[Map
                            label=f"baseline ({confirm_label}{len(base)} "
                                  f"seed{'s' if len(base) > 1 else ''}"
                                  f"{', 95% CI' if len(base) > 1 else ''})")
-            finalists = [(k, v) for k, v in groups.items() if k != "baseline"]
-            xs = [v[0]["config"].get(p.name) for _, v in finalists]
-            for i, (of, runs) in enumerate(finalists):
+            for (of, runs), x in zip(finalists, placed):
                 color = colors[of]
-                x = xs[i]
-                if x is not None and xs.count(x) > 1:  # side by side, not on top of each other
-                    k = [j for j, v in enumerate(xs) if v == x].index(i) - (xs.count(x) - 1) / 2
-                    everywhere = [t["config"][p.name] for t in search if p.name in t["config"]]
-                    span = max(everywhere + xs) - min(everywhere + xs) or 1.0
-                    x = x * 10 ** (0.04 * k) if log else x + 0.04 * span * k
                 m, h = _mean_ci([r["metrics"].get(metric, math.nan) for r in runs])
                 if x is not None and math.isfinite(m):
                     ax.errorbar([x], [m], yerr=[h], fmt="s", color=color, capsize=4, ms=7,
@@ -250,7 +255,7 @@ def tradeoff(space: Space, search: Sequence[Mapping], confirm: Sequence[Mapping]
 
     finished_search, left_out = _finished_search(search, space)
     pts = xy(finished_search)
-    base_search = xy(_search_baseline(search, space))
+    base_search = xy(finished_baseline(search, space))
     if pts:
         ax.scatter(*zip(*pts), color=SEARCH_COLOR, alpha=0.6,
                    label="search trial (finished, 1 seed)")
@@ -313,7 +318,7 @@ def optuna_plots(space: Space, search: Sequence[Mapping], out_dir: str) -> list[
     study = rebuilt_study(space, search)
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     o = space.primary
-    base = [t["metrics"].get(o.name, math.nan) for t in _search_baseline(search, space)]
+    base = [t["metrics"].get(o.name, math.nan) for t in finished_baseline(search, space)]
     paths = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna flags its matplotlib backend experimental
@@ -438,19 +443,17 @@ def verdict_figure(space: Space, verdict: Verdict, confirm: Sequence[Mapping]):
         ax.set_yticklabels([f"{f.trial_id}: {f.verdict}\n{format_knobs(f.knobs, ' ')}"
                             for f in reversed(fins)] if j == 0 else [], fontsize=8)
         ax.set_ylim(-0.6, len(fins) - 0.4)
-        unit = "% of the baseline" if c.relative else w.metric_docs.get(c.metric, ("", ""))[0]
+        unit = "% of the baseline" if c.relative else w.metric_unit(c.metric)
         ax.set_title(f"{c.metric}: {criterion_rule(c.kind, c.margin, c.relative)}", fontsize=10)
         ax.set_xlabel("improvement over the baseline" + (f" [{unit}]" if unit else "")
                       + "\n(right = better)", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     chosen = f" (trial {verdict.trial_id})" if verdict.trial_id else ""
     fig.suptitle(f"Verdict: {verdict.verdict}{chosen}", fontsize=11)
-    levels = sorted({r.ci_level for f in fins for r in f.criteria})
-    level = (f"{levels[0]:.1%}" if len(levels) == 1 else f"{levels[0]:.1%}–{levels[-1]:.1%}")
     foot = _footnote(fig, "Dots: one seed each, finalist − baseline on the same seed"
                      + (" and data draw" if w.data_seed_knob else "")
                      + f". Square and line: their mean and the paired-t interval at the level "
-                     f"Holm used for that test ({level}). ✓ met (the interval lies beyond the "
+                     f"Holm used for that test ({ci_levels(verdict)}). ✓ met (the interval lies beyond the "
                      "dashed bar, on the better side), ✗ failed (wholly on the worse side), "
                      f"? unsettled. Test: {verdict.method}.", 7)
     fig.legend(loc="upper left", fontsize=7, frameon=False)

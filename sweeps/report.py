@@ -29,6 +29,13 @@ def trial_outcome(last: Mapping[str, Any], epochs: int, errored: bool = False) -
     return "pruned"
 
 
+def finished_baseline(search: Sequence[Mapping[str, Any]], space: Space) -> list[Mapping]:
+    """The search's baseline trial if it ran every epoch ([] otherwise): the reference of the
+    search trials (same seed and data as they; the confirmation's baseline is on fresh data)."""
+    return [t for t in search if t["config"].get(BASELINE_TAG) and trial_outcome(
+        t.get("metrics") or {}, space.epochs(), bool(t.get("error"))) == "finished"]
+
+
 def _score(value: Any, goal: str) -> float:
     """Larger is better; missing or non-finite values rank last."""
     try:

@@ -23,9 +23,8 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 
 from sweeps.capacity import Demand
-from sweeps.decision import Verdict, format_knobs
+from sweeps.decision import SYMBOL, Verdict, ci_levels, format_knobs
 from sweeps.errors import BadInput, SpaceError, clip
-from sweeps.keys import BASELINE_TAG
 from sweeps.space import Space, load_space
 from workloads.knobs import shown
 
@@ -499,11 +498,8 @@ def merged_history(earlier: Mapping[int, Mapping[str, float]], rows: list[dict],
 
 
 def _no_finalists_reason(space: Space, search: list[dict]) -> str:
-    from sweeps.report import trial_outcome
-    if space.confirm.select_by is not None and not any(
-            t["config"].get(BASELINE_TAG) and trial_outcome(
-                t.get("metrics") or {}, space.epochs(), bool(t.get("error"))) == "finished"
-            for t in search):
+    from sweeps.report import finished_baseline
+    if space.confirm.select_by is not None and not finished_baseline(search, space):
         return "the baseline trial did not finish, so no trial is known to be within the margins"
     if space.confirm.select_by is not None:
         return "no finished search trial is within the decision's non-inferiority margins"
@@ -517,16 +513,13 @@ def verdict_block(verdict: Verdict, follow_up: Optional[str] = None,
                                                if verdict.trial_id else "") + f" — {verdict.method}"]
     for f in verdict.finalists:
         parts = [f"{r.metric} {_signed(r.mean, r.relative)} [{_signed(r.ci_low, r.relative)}, "
-                 f"{_signed(r.ci_high, r.relative)}] {dict(met='✓', failed='✗').get(r.status, '?')}"
+                 f"{_signed(r.ci_high, r.relative)}] {SYMBOL[r.status]}"
                  for r in f.criteria]
         knobs = format_knobs(f.knobs, " ")
         more = f" ({f.seeds_note})" if f.verdict == "INCONCLUSIVE" else ""
         lines.append(f"  {f.trial_id} ({knobs}): {f.verdict}{more} — " + "; ".join(parts))
-    levels = [r.ci_level for f in verdict.finalists for r in f.criteria]
-    lo, hi = min(levels), max(levels)
-    level = f"{lo:.1%}" + (f"–{hi:.1%}" if hi - lo > 5e-4 else "")
     lines.append(f"  [lo, hi]: paired-t interval of the mean improvement at its test's Holm level "
-                 f"({level}); details in report.md")
+                 f"({ci_levels(verdict)}); details in report.md")
     if second_test:
         lines.append(f"  {second_test}")
     if follow_up:

@@ -102,9 +102,13 @@ class Workload:
             raise TypeError(f"workload {self.name!r}: metric_docs names metrics it does not "
                             f"report: {sorted(unknown)}")
 
+    def metric_unit(self, name: str) -> str:
+        """The metric's unit from `metric_docs` ("" when the workload gives none)."""
+        return self.metric_docs.get(name, ("", ""))[0]
+
     def metric_label(self, name: str) -> str:
         """`name [unit]` for axes and tables; the bare name when the workload gives no unit."""
-        unit = self.metric_docs.get(name, ("", ""))[0]
+        unit = self.metric_unit(name)
         return f"{name} [{unit}]" if unit else name
 
     @property
