@@ -241,11 +241,15 @@ class Verdict:
     confidence: float
     method: str
     seeds: int = 0                # confirmation seeds run (a comparison may have fewer pairs)
+    # the baseline's value per seed for every criterion's metric (NaN: no run, -inf: diverged):
+    # a relative improvement's scale, and what a between-arm comparison shows (sweeps/compare.py)
+    baseline: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready (strict JSON: non-finite numbers become None; n_failed_seeds says why),
-        except per-seed `diffs`, where a failed seed is "failed" and a seed without a
-        comparison "missing", so a reader can tell them apart."""
+        except per-seed `diffs` and `baseline` values, where a failed seed (diverged) is
+        "failed" and a seed without a comparison (no run) "missing", so a reader can tell them
+        apart."""
         def seed(x: float) -> Any:
             return x if math.isfinite(x) else "missing" if math.isnan(x) else "failed"
 
@@ -261,6 +265,7 @@ class Verdict:
         for f in out["finalists"]:
             for c in f["criteria"]:
                 c["diffs"] = [seed(x) for x in c["diffs"]]
+        out["baseline"] = {m: [seed(x) for x in v] for m, v in out["baseline"].items()}
         return clean(out)
 
 
@@ -364,10 +369,12 @@ def decide(*, finalists: Mapping[str, Mapping[str, Sequence[float]]],
               f"criteria), {confidence:.0%} confidence, {n_seeds} seeds paired by seed"
               + (f" (as few as {fewest} pairs where a run is missing)" if fewest < n_seeds
                  else ""))
-    return Verdict(overall, best, tuple(verdicts), confidence, method, n_seeds)
+    base_values = {c.metric: tuple(float(x) for x in baseline[c.metric]) for c in criteria}
+    return Verdict(overall, best, tuple(verdicts), confidence, method, n_seeds, base_values)
 
 
-def _fmt(x: float, relative: bool, *, sign: bool = True) -> str:
+def format_improvement(x: float, relative: bool, *, sign: bool = True) -> str:
+    """"+0.064" or "+22.9%" (a relative improvement): the verdict's way of writing a number."""
     if not math.isfinite(x):
         return "-inf" if x < 0 else "+inf" if x > 0 else "nan"
     if relative:
@@ -414,7 +421,7 @@ def format_knobs(knobs: Mapping[str, Any], sep: str) -> str:
 def criterion_rule(kind: str, margin: float, relative: bool) -> str:
     """"better by > 5.0%" / "worse by < 0.02": a criterion's bar in words."""
     rule = "better by >" if kind == "superiority" else "worse by <"
-    return f"{rule} {_fmt(margin, relative, sign=False)}"
+    return f"{rule} {format_improvement(margin, relative, sign=False)}"
 
 
 def _criterion_header(r: CriterionResult) -> str:
@@ -422,11 +429,11 @@ def _criterion_header(r: CriterionResult) -> str:
 
 
 def _criterion_cell(r: CriterionResult, seeds: int = 0) -> str:
-    bar = f"vs > {_fmt(r.threshold, r.relative)} {SYMBOL[r.status]}"
+    bar = f"vs > {format_improvement(r.threshold, r.relative)} {SYMBOL[r.status]}"
     if r.n_failed_seeds:
         return f"diverged on {r.n_failed_seeds}/{r.n_seeds} seeds {bar}"
     pairs = f" (n={r.n_seeds})" if r.n_seeds < seeds else ""  # a run missing on some seed
     if r.sd == 0.0:
-        return f"{_fmt(r.mean, r.relative)} on every seed, no spread{pairs} {bar}"
-    return (f"{_fmt(r.mean, r.relative)} [{_fmt(r.ci_low, r.relative)}, "
-            f"{_fmt(r.ci_high, r.relative)}]{pairs} {bar}")
+        return f"{format_improvement(r.mean, r.relative)} on every seed, no spread{pairs} {bar}"
+    return (f"{format_improvement(r.mean, r.relative)} [{format_improvement(r.ci_low, r.relative)}, "
+            f"{format_improvement(r.ci_high, r.relative)}]{pairs} {bar}")

@@ -24,6 +24,7 @@ import pandas as pd
 
 from sweeps.capacity import Demand
 from sweeps.decision import SYMBOL, Verdict, ci_levels, format_knobs
+from sweeps.decision import format_improvement as signed
 from sweeps.errors import BadInput, SpaceError, clip
 from sweeps.space import Space, load_space
 from workloads.knobs import shown
@@ -114,7 +115,7 @@ class Sweep:
         state_path = os.path.join(run_dir, STATE_FILE)
         if not os.path.isfile(state_path):
             raise BadInput(f"{flag}: {clip(run_dir, 200)} holds no sweep ({STATE_FILE} missing)")
-        state = read_state(state_path)
+        state = read_state(state_path, flag)
         space = load_space(os.path.join(run_dir, SPACE_COPY))
         space = dataclasses.replace(space, path=state["space_path"])
         # The sweep keeps the tracking store it started with unless the caller names another
@@ -512,8 +513,8 @@ def verdict_block(verdict: Verdict, follow_up: Optional[str] = None,
     lines = [f"VERDICT: {verdict.verdict}" + (f" (trial {verdict.trial_id})"
                                                if verdict.trial_id else "") + f" — {verdict.method}"]
     for f in verdict.finalists:
-        parts = [f"{r.metric} {_signed(r.mean, r.relative)} [{_signed(r.ci_low, r.relative)}, "
-                 f"{_signed(r.ci_high, r.relative)}] {SYMBOL[r.status]}"
+        parts = [f"{r.metric} {signed(r.mean, r.relative)} [{signed(r.ci_low, r.relative)}, "
+                 f"{signed(r.ci_high, r.relative)}] {SYMBOL[r.status]}"
                  for r in f.criteria]
         knobs = format_knobs(f.knobs, " ")
         more = f" ({f.seeds_note})" if f.verdict == "INCONCLUSIVE" else ""
@@ -525,12 +526,6 @@ def verdict_block(verdict: Verdict, follow_up: Optional[str] = None,
     if follow_up:
         lines.append(f"  {follow_up}")
     return "\n".join(lines)
-
-
-def _signed(x: float, relative: bool) -> str:
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x * 100:+.1f}%" if relative else f"{x:+.3g}"
 
 
 def _describe(p) -> str:
@@ -569,9 +564,10 @@ _OVERRIDE_TYPES = {f.name: bool if f.type == "bool" else float if "float" in f.t
                    for f in dataclasses.fields(Overrides)}
 
 
-def read_state(path: str) -> dict:
-    """A run directory's sweep.json, checked; BadInput (one line) if unreadable or corrupt."""
-    where = f"--resume: {clip(path, 200)}"
+def read_state(path: str, flag: str = "--resume") -> dict:
+    """A run directory's sweep.json, checked; BadInput (one line, naming `flag`) if unreadable
+    or corrupt."""
+    where = f"{flag}: {clip(path, 200)}"
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_STATE_BYTES + 1)
