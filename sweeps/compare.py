@@ -12,10 +12,12 @@ differences
 
 and the test is a paired t on e_s (H0: the same improvement in both arms; two-sided), Holm over
 the compared (finalist, criterion) pairs, as sweeps.decision does within a sweep. Seeds pair
-the arms' model and data seeds; pairing is only a variance reduction, so the test stays valid
-either way. A seed without a run in either arm is dropped and counted; a seed whose run
-diverged is not a missing value (the verdict counts it against the finalist), so a criterion
-with a diverged seed in either arm is listed, not tested.
+the arms' model seeds (and, for a workload with a data seed, their data seeds when the arms
+start from the same ones); pairing is only a variance reduction, so the test stays valid
+either way. A seed without a run in either arm is dropped and counted; a failed seed (a
+diverged run, or a zero baseline under a relative criterion) is not a missing value (the
+verdict counts it against the finalist), so a criterion with one in either arm is listed, not
+tested — it stays in the Holm family at p = 1, so the family does not depend on the data.
 
 This is a separate test from each sweep's own verdict. If the arms or the comparison were
 chosen after seeing their verdicts, say so when you report it.
@@ -43,10 +45,12 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 import numpy as np  # noqa: E402
 
-from sweeps.decision import format_improvement, format_knobs, holm, paired_t_interval  # noqa: E402
+from sweeps.decision import (format_improvement, format_knobs, holm,  # noqa: E402
+                             paired_t_interval, strict_json)
 from sweeps.errors import BadInput, clip  # noqa: E402
-from sweeps.space import Space  # noqa: E402
+from sweeps.space import RULES, Space  # noqa: E402
 from sweeps.sweep import STATE_FILE, Sweep, read_state  # noqa: E402
+from workloads.contract import SEED_KNOB  # noqa: E402
 
 VERDICT_FILE = "verdict.json"
 MAX_VERDICT_BYTES = 10_000_000
@@ -87,13 +91,13 @@ class ArmDifference:
     sd: float
     ci_low: float                   # paired t at ci_level (Holm's level for this test)
     ci_high: float
-    ci_level: float
+    ci_level: float                 # NaN when not tested
     p: float                        # two-sided, raw (1 when not tested)
     p_adjusted: float               # Holm over all rows
     n: int                          # seeds compared
     n_missing: int                  # shared seeds without a run in an arm (dropped)
-    diverged_a: int                 # shared seeds whose run diverged in A / in B
-    diverged_b: int
+    failed_a: int                   # shared seeds failed in A / in B (diverged; see above)
+    failed_b: int
     positive_seeds: int             # seeds with e_s > 0
     status: str                     # see _status
 
@@ -104,6 +108,9 @@ class Comparison:
     arm_b: str
     confidence: float
     seeds: tuple[int, ...]          # the shared confirmation seeds
+    data_paired: bool               # the shared seeds also pair the arms' data draws
+    restricted_to: tuple[str, ...]  # --metric: the family's criteria (() = every one)
+    left_out: tuple[str, ...]       # criteria --metric kept out of the family
     knob_differences: tuple[str, ...]  # "knob: A value vs B value" of the arms' baselines
     differences: tuple[ArmDifference, ...]
     unmatched: tuple[str, ...]      # finalists (either arm) with no same-knob partner
@@ -111,13 +118,7 @@ class Comparison:
 
     def to_dict(self) -> dict:
         """JSON-ready: non-finite numbers become None."""
-        def clean(x: Any) -> Any:
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, (list, tuple)):
-                return [clean(v) for v in x]
-            return None if isinstance(x, float) and not math.isfinite(x) else x
-        return clean(asdict(self))
+        return strict_json(asdict(self))
 
 
 # --- reading a sweep ------------------------------------------------------------------------
@@ -138,6 +139,10 @@ def load_arm(run_dir: str, flag: str) -> Arm:
                        f"(got {clip(list(seeds), 100)})")
     vpath = f"{where}/{VERDICT_FILE}"
     verdict = _read_verdict(os.path.join(run_dir, VERDICT_FILE), vpath)
+    ids = sorted(f["trial_id"] for f in verdict["finalists"])
+    if ids != sorted(str(f["trial_id"]) for f in state["confirm"]["finalists"]):
+        raise BadInput(f"{vpath}: its finalists are not the ones {STATE_FILE} confirmed: the "
+                       "two files are from different runs")
     for f in verdict["finalists"]:
         for c in f["criteria"]:
             c["diffs"] = _per_seed(c["diffs"], len(seeds), f"{vpath}: finalist "
@@ -178,6 +183,12 @@ def _read_verdict(path: str, where: str) -> dict:
     if not ok:
         raise BadInput(f"{where}: not a verdict (needs finalists with trial_id, knobs and "
                        "criteria with metric, relative and goal)")
+    cap = int(RULES["finalists"].hi)
+    if (len(finalists) > cap or len({f["trial_id"] for f in finalists}) != len(finalists)
+            or any(len({c["metric"] for c in f["criteria"]}) != len(f["criteria"])
+                   for f in finalists)):
+        raise BadInput(f"{where}: not a verdict (at most {cap} finalists, each trial id and "
+                       "each finalist's criterion metrics once)")
     if not all("diffs" in c for f in finalists for c in f["criteria"]):
         raise BadInput(f"{where}: no per-seed differences (`diffs`): written by an older "
                        "version of the sweep service; redraw its report with this one")
@@ -225,11 +236,12 @@ def _same_knobs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return True
 
 
-def _knob_differences(a: Space, b: Space) -> tuple[str, ...]:
-    """The knobs the two arms' baselines differ in (what makes them arms, and any confound)."""
+def _knob_differences(a: Space, b: Space) -> dict[str, str]:
+    """{knob: "A value vs B value"} for the knobs the two arms' baselines differ in (what makes
+    them arms, and any confound)."""
     ka, kb = a.trial_config(a.baseline or {}), b.trial_config(b.baseline or {})
-    return tuple(f"{k}: {clip(ka.get(k), _ID)} vs {clip(kb.get(k), _ID)}"
-                 for k in sorted(set(ka) | set(kb)) if ka.get(k) != kb.get(k))
+    return {k: f"{clip(ka.get(k), _ID)} vs {clip(kb.get(k), _ID)}"
+            for k in sorted(set(ka) | set(kb)) if ka.get(k) != kb.get(k)}
 
 
 def compare(a: Arm, b: Arm, confidence: float = 0.95,
@@ -264,6 +276,7 @@ def compare(a: Arm, b: Arm, confidence: float = 0.95,
         raise BadInput(f"--metric: {clip(', '.join(unknown), 100)} is not a criterion of either "
                        f"sweep (criteria: {clip(', '.join(sorted(judged)), 200)})")
     ia, ib = [a.seeds.index(s) for s in shared], [b.seeds.index(s) for s in shared]
+    left_out = sorted(judged - set(metrics)) if metrics else []
     rows, not_compared = [], []
     for fa, fb in pairs:
         crit_b = {c["metric"]: c for c in fb["criteria"]}
@@ -290,10 +303,11 @@ def compare(a: Arm, b: Arm, confidence: float = 0.95,
                        + clip("; ".join(not_compared), 300) + ")")
     tests = []
     for _, _, _, da, db in rows:
-        diverged = bool(np.isneginf(da).any() or np.isneginf(db).any())
+        failed = bool(np.isneginf(da).any() or np.isneginf(db).any())
         keep = np.isfinite(da) & np.isfinite(db)
-        tests.append(None if diverged else paired_t_interval(da[keep] - db[keep], confidence))
-    # Untested rows (a diverged seed) stay in the family at p = 1: Holm stays valid.
+        tests.append(None if failed else paired_t_interval(da[keep] - db[keep], confidence))
+    # Untested rows (a failed seed) stay in the family at p = 1: the family does not depend on
+    # the data, and Holm stays valid.
     two_sided = [1.0 if t is None else min(1.0, 2.0 * min(t.p_greater, t.p_less)) for t in tests]
     h = holm(two_sided, 1.0 - confidence)
     out = []
@@ -301,27 +315,34 @@ def compare(a: Arm, b: Arm, confidence: float = 0.95,
         keep = np.isfinite(da) & np.isfinite(db)
         e = da[keep] - db[keep]
         step = float(h.step_alpha[i])
-        ci = paired_t_interval(e, 1.0 - step) if t is not None else None
+        tested = t is not None and t.n >= 2 and t.sd != 0.0
+        ci = paired_t_interval(e, 1.0 - step) if tested else None
         base_a = _mean_at(a.baseline.get(ca["metric"]), ia, keep)
         base_b = _mean_at(b.baseline.get(ca["metric"]), ib, keep)
         out.append(ArmDifference(
             ca["metric"], ca["relative"], dict(fa["knobs"]), fa["trial_id"], fb["trial_id"],
             _mean(da[keep]), _mean(db[keep]), base_a, base_b,
             t.mean if t else math.nan, t.sd if t else math.nan,
-            ci.lo if ci else math.nan, ci.hi if ci else math.nan, 1.0 - step, two_sided[i],
+            ci.lo if ci else math.nan, ci.hi if ci else math.nan,
+            1.0 - step if ci else math.nan, two_sided[i],
             float(h.adjusted[i]), int(keep.sum()),
             int((np.isnan(da) | np.isnan(db)).sum()), int(np.isneginf(da).sum()),
             int(np.isneginf(db).sum()), int((e > 0).sum()),
             _status(t, bool(h.rejected[i]), ca["relative"], da, db)))
-    return Comparison(a.label, b.label, confidence, tuple(shared),
-                      _knob_differences(a.space, b.space), tuple(out), unmatched,
+    knob_diffs = _knob_differences(a.space, b.space)
+    data_knob = a.space.get_workload().data_seed_knob
+    data_paired = data_knob is not None and not set(knob_diffs) & {SEED_KNOB, data_knob}
+    return Comparison(a.label, b.label, confidence, tuple(shared), data_paired,
+                      tuple(metrics or ()), tuple(left_out),
+                      tuple(f"{k}: {v}" for k, v in knob_diffs.items()), tuple(out), unmatched,
                       tuple(not_compared))
 
 
 def _status(t, rejected: bool, relative: bool, da: np.ndarray, db: np.ndarray) -> str:
     if t is None:
         arms = " and ".join(arm for arm, d in (("A", da), ("B", db)) if np.isneginf(d).any())
-        return f"not tested: runs diverged in {arms}"
+        return (f"not tested: a failed seed in {arms} (a diverged run, or a zero baseline of a "
+                "relative criterion)")
     if t.n < 2:
         return "not tested: fewer than 2 seeds with both improvements"
     if t.sd == 0.0:
@@ -362,15 +383,22 @@ def _num(x: float, relative: bool, points: bool = False) -> str:
 
 def format_comparison(c: Comparison, unit: Mapping[str, str]) -> str:
     """A markdown block a reviewer can read without the code (`unit`: metric -> unit)."""
-    levels = sorted({d.ci_level for d in c.differences})
-    level = f"{levels[0]:.1%}" + (f"–{levels[-1]:.1%}" if levels[-1] - levels[0] > 5e-4 else "")
+    levels = sorted({d.ci_level for d in c.differences if math.isfinite(d.ci_level)})
+    level = ("" if not levels else f"{levels[0]:.1%}"
+             + (f"–{levels[-1]:.1%}" if levels[-1] - levels[0] > 5e-4 else ""))
+    m = len(c.differences)
+    pairing = ("the same model and data seeds in both arms" if c.data_paired else
+               "the same model seeds; the data draws are not paired")
     lines = [f"**Between arms: A = {c.arm_a}, B = {c.arm_b}**", "",
              f"Per seed, (A's finalist − A's baseline) − (B's finalist − B's baseline); paired t "
-             f"on {len(c.seeds)} shared confirmation seeds ({_span(c.seeds)}; a run's data "
-             f"seed moves with its seed), two-sided, Holm over {len(c.differences)} "
-             f"test{'s' if len(c.differences) > 1 else ''} at "
-             f"family-wise {c.confidence:.0%}; each interval at its test's Holm level ({level}),"
-             " not a simultaneous band.", ""]
+             f"on {len(c.seeds)} shared confirmation seeds ({_span(c.seeds)}: {pairing}), "
+             f"two-sided, Holm over {m} test{'s' if m > 1 else ''} at family-wise "
+             f"{c.confidence:.0%}" + (f"; each interval at its test's Holm level ({level}), not "
+                                      "a simultaneous band." if level else "."), ""]
+    if c.restricted_to:
+        lines += [f"Family restricted by --metric to {', '.join(c.restricted_to)}"
+                  + (f"; not in it: {', '.join(c.left_out)}" if c.left_out else "")
+                  + ". Valid only if chosen before seeing either arm's results.", ""]
     if c.knob_differences:
         lines += ["The arms' baselines differ in " + "; ".join(c.knob_differences)
                   + (" — more than one knob: each is a candidate cause of a difference."
@@ -383,18 +411,22 @@ def format_comparison(c: Comparison, unit: Mapping[str, str]) -> str:
         scale = " (% of each arm's baseline)" if d.relative else ""
         base = (f"{d.baseline_a:.3g} / {d.baseline_b:.3g}{u}"
                 if math.isfinite(d.baseline_a) and math.isfinite(d.baseline_b) else "-")
-        if d.status.startswith("not tested"):
-            diff, n = "-", f"{d.positive_seeds}/{d.n}" if d.n else "-"
-        else:
+        if math.isfinite(d.ci_level):
             diff = (f"{_num(d.mean, d.relative, True)} [{_num(d.ci_low, d.relative, True)}, "
                     f"{_num(d.ci_high, d.relative, True)}]" + ("" if d.relative else u))
-            n = f"{d.positive_seeds}/{d.n}"
-        if d.n_missing:
-            n += f" ({d.n_missing} without a run)"
+        else:
+            diff = "-"
+        n = f"{d.positive_seeds}/{d.n}" if d.n else "-"
+        notes = [f"{k} {what}" for k, what in ((d.n_missing, "without a run"),
+                                               (d.failed_a, "failed in A"),
+                                               (d.failed_b, "failed in B")) if k]
+        if notes:
+            n += f" ({', '.join(notes)})"
+        effect = [(_num(x, d.relative) + ("" if d.relative else u)) if math.isfinite(x)
+                  else "-" for x in (d.effect_a, d.effect_b)]
         lines.append("| " + " | ".join(_cell(x) for x in (
             f"{d.trial_a} / {d.trial_b}", format_knobs(d.knobs, ", "), d.metric + scale, base,
-            _num(d.effect_a, d.relative) + ("" if d.relative else u),
-            _num(d.effect_b, d.relative) + ("" if d.relative else u), diff, n, d.status)) + " |")
+            *effect, diff, n, d.status)) + " |")
     lines += ["", "Improvement = the arm's finalist over its own baseline on the compared seeds, "
               "positive = better (also for minimized metrics); \"A improves more\" means A's "
               "improvement is the larger (or its loss the smaller). A separate test from each "
@@ -416,11 +448,29 @@ def _cell(text: str) -> str:
     return clip(text, 200).replace("|", "\\|")
 
 
+def _check_json_path(path: str, run_dirs: Sequence[str]) -> None:
+    """--json must name a regular file (new or existing) in an existing folder, outside both
+    run directories (a sweep's own files are never overwritten)."""
+    real = os.path.realpath(path)
+    where = f"--json: {clip(path, 200)}"
+    if os.path.lexists(path) and not (os.path.isfile(path) and not os.path.islink(path)):
+        raise BadInput(f"{where}: exists and is not a regular file")
+    if not os.path.isdir(os.path.dirname(real)):
+        raise BadInput(f"{where}: its folder does not exist")
+    for run in run_dirs:
+        if os.path.commonpath([real, os.path.realpath(run)]) == os.path.realpath(run):
+            raise BadInput(f"{where}: inside a compared sweep's run directory; write it "
+                           "elsewhere")
+
+
 def _write_json(path: str, data: dict) -> None:
     """Atomically (a temporary file in the same folder, renamed); nothing left on failure."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".compare-", suffix=".json")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is not what a user's file gets
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
         os.replace(tmp, path)
@@ -437,8 +487,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("run_a", help="arm A: a finished sweep's run directory")
     p.add_argument("run_b", help="arm B: another finished sweep's run directory")
     p.add_argument("--metric", action="append", metavar="NAME",
-                   help="compare only this criterion (repeatable): pre-specify the question so "
-                        "the other criteria do not share its error budget")
+                   help="restrict the tested family to this criterion (repeatable), so the "
+                        "others do not share its error budget; valid only if chosen before "
+                        "seeing the results")
     p.add_argument("--confidence", type=float, default=0.95,
                    help="family-wise confidence over the comparisons (default 0.95)")
     p.add_argument("--json", metavar="PATH", help="also write the comparison as JSON here")
@@ -446,10 +497,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if not 0.0 < args.confidence < 1.0:  # also nan
             raise BadInput(f"--confidence: must be in (0, 1) (got {clip(args.confidence, 40)})")
-        if args.json and (os.path.isdir(args.json) or not os.path.isdir(
-                os.path.dirname(os.path.abspath(args.json)))):
-            raise BadInput(f"--json: {clip(args.json, 200)}: must be a file in an existing "
-                           "folder")
+        if args.json:
+            _check_json_path(args.json, (args.run_a, args.run_b))
         a, b = load_arm(args.run_a, "A"), load_arm(args.run_b, "B")
         result = compare(a, b, args.confidence, args.metric)
         if args.json:

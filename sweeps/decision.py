@@ -253,20 +253,22 @@ class Verdict:
         def seed(x: float) -> Any:
             return x if math.isfinite(x) else "missing" if math.isnan(x) else "failed"
 
-        def clean(x: Any) -> Any:
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, (list, tuple)):
-                return [clean(v) for v in x]
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            return x
         out = dataclasses.asdict(self)
         for f in out["finalists"]:
             for c in f["criteria"]:
                 c["diffs"] = [seed(x) for x in c["diffs"]]
         out["baseline"] = {m: [seed(x) for x in v] for m, v in out["baseline"].items()}
-        return clean(out)
+        return strict_json(out)
+
+
+def strict_json(x: Any) -> Any:
+    """`x` (dicts, lists, tuples, numbers, strings) with every non-finite float as None, as
+    strict JSON requires."""
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def within_noise(diff: float, seed_sd: float) -> bool:

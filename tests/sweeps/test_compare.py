@@ -198,15 +198,16 @@ def test_shared_seeds_in_any_order_missing_runs_dropped_diverged_not_tested(tmp_
     ood = c.differences[0]
     # seed 4 has no run in A: dropped and counted; seeds 3 and 5 pair A's with B's same seed
     assert ood.n_missing == 1 and ood.n == 1
-    assert ood.status.startswith("not tested: runs diverged in A")  # seed 3 diverged in A
-    assert ood.diverged_a == 1 and ood.diverged_b == 0 and ood.p == 1.0
+    assert ood.status.startswith("not tested: a failed seed in A ")  # seed 3 diverged in A
+    assert ood.failed_a == 1 and ood.failed_b == 0 and ood.p == 1.0
+    assert math.isnan(ood.ci_level) and math.isnan(ood.ci_low)
     # without the diverged seed the pairing by seed value (not by position) shows
     a2, b2 = arm_pair(tmp_path / "2", b_seeds=[5, 3, 7, 4], b_order=[4, 2, 0, 3])
     c2 = compare(load_arm(a2, "A"), load_arm(b2, "B"))
     e = _e("ood_ig", False)  # B's values were permuted with their seeds: same pairs as ordered
     ood2 = c2.differences[0]
     assert ood2.n == 3 and ood2.mean == pytest.approx(e[[2, 3, 4]].mean())
-    assert "(1 without a run)" in format_comparison(c, {})
+    assert "(1 without a run, 1 failed in A)" in format_comparison(c, {})
 
 
 def test_criteria_judged_differently_are_listed_not_dropped_silently(tmp_path):
@@ -235,6 +236,10 @@ def test_knobs_match_by_type_and_value(tmp_path):
     v["finalists"][0]["knobs"]["lambda"] = LAM["lambda"] * (1 + 1e-12)  # JSON round-off: same
     json.dump(v, open(vpath, "w"))
     assert len(compare(load_arm(a, "A"), load_arm(b, "B")).differences) == 3
+    v["finalists"][0]["knobs"]["lambda"] = LAM["lambda"] * (1 + 1e-6)   # another setting
+    json.dump(v, open(vpath, "w"))
+    with pytest.raises(BadInput, match="no finalist has the same knobs"):
+        compare(load_arm(a, "A"), load_arm(b, "B"))
     v["finalists"][0]["knobs"]["lambda"] = str(LAM["lambda"])           # a string is not 0.112
     json.dump(v, open(vpath, "w"))
     with pytest.raises(BadInput, match="no finalist has the same knobs"):
@@ -334,3 +339,88 @@ def test_cli_prints_the_table_and_writes_json(tmp_path):
     assert [d["metric"] for d in data["differences"]] == list(METRICS)
     assert data["seeds"] == SEEDS and math.isclose(data["confidence"], 0.95)
     assert sorted(os.listdir(tmp_path)) == ["blurred", "cmp.json", "control"]  # no temp left
+
+
+def test_a_failed_seed_keeps_its_row_in_the_family_at_p_1(tmp_path):
+    """One criterion with a failed seed in B, the others tested: Holm still counts 3 tests."""
+    a, b = arm_pair(tmp_path)
+    _edit(os.path.join(b, "verdict.json"),
+          lambda d: d["finalists"][0]["criteria"][1]["diffs"].__setitem__(2, "failed"))
+    c = compare(load_arm(a, "A"), load_arm(b, "B"))
+    val = c.differences[1]
+    assert val.metric == "val_ig" and val.status.startswith("not tested: a failed seed in B")
+    assert val.p == 1.0 and val.failed_b == 1 and val.n == 4
+    tested = [d for d in c.differences if d is not val]
+    p = sorted(d.p for d in tested)
+    assert min(d.p_adjusted for d in tested) == pytest.approx(min(1.0, 3 * p[0]))
+    assert max(d.ci_level for d in tested) == pytest.approx(1 - 0.05 / 3)  # m = 3, not 2
+    text = format_comparison(c, {})
+    assert "(1 failed in B)" in text and "| - | 0/4" not in text
+
+
+def test_failed_in_both_arms_and_a_verdict_without_baseline_values(tmp_path):
+    a, b = arm_pair(tmp_path)
+    for run in (a, b):
+        _edit(os.path.join(run, "verdict.json"), lambda d: (
+            d["finalists"][0]["criteria"][0]["diffs"].__setitem__(0, "failed"),
+            d.pop("baseline")))
+    c = compare(load_arm(a, "A"), load_arm(b, "B"))
+    assert c.differences[0].status.startswith("not tested: a failed seed in A and B")
+    assert math.isnan(c.differences[1].baseline_a)  # older verdicts: baselines unknown
+    row = next(x for x in format_comparison(c, {}).splitlines() if "| ood_ig |" in x)
+    assert "| - |" in row and "nan" not in row
+
+
+def test_verdict_and_sweep_json_must_name_the_same_finalists(tmp_path, capsys):
+    a, b = arm_pair(tmp_path)
+    _edit(os.path.join(b, "sweep.json"),
+          lambda d: d["confirm"]["finalists"][0].__setitem__("trial_id", "zz"))
+    assert main([a, b]) == 2
+    assert "finalists are not the ones sweep.json confirmed" in capsys.readouterr().err
+    _edit(os.path.join(b, "sweep.json"),
+          lambda d: d["confirm"]["finalists"][0].__setitem__("trial_id", "tc"))
+    _edit(os.path.join(b, "verdict.json"),
+          lambda d: d["finalists"].append(dict(d["finalists"][0])))  # the same finalist twice
+    assert main([a, b]) == 2
+    assert "each trial id and each finalist's criterion metrics once" in capsys.readouterr().err
+
+
+def test_json_never_lands_in_a_run_directory_or_on_a_non_file(tmp_path, capsys):
+    a, b = arm_pair(tmp_path)
+    before = open(os.path.join(a, "verdict.json")).read()
+    os.mkfifo(tmp_path / "fifo")
+    for target, message in ((os.path.join(a, "verdict.json"), "inside a compared sweep"),
+                            (os.path.join(b, "x.json"), "inside a compared sweep"),
+                            (str(tmp_path / "fifo"), "not a regular file")):
+        assert main([a, b, "--json", target]) == 2
+        assert message in capsys.readouterr().err
+    assert open(os.path.join(a, "verdict.json")).read() == before
+    assert not os.path.exists(os.path.join(b, "x.json"))
+
+
+def test_metric_restricts_the_family_and_says_so(tmp_path):
+    a, b = arm_pair(tmp_path)
+    out = tmp_path / "cmp.json"
+    r = subprocess.run([sys.executable, os.path.join(REPO, "sweeps", "compare.py"), a, b,
+                        "--metric", "ood_ig", "--json", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Holm over 1 test at family-wise 95%" in r.stdout
+    assert ("Family restricted by --metric to ood_ig; not in it: bias_kl_neutral, val_ig. "
+            "Valid only if chosen before") in r.stdout
+    data = json.loads(out.read_text())
+    assert data["restricted_to"] == ["ood_ig"] and len(data["differences"]) == 1
+    assert data["differences"][0]["ci_level"] == pytest.approx(0.95)
+    assert oct(os.stat(out).st_mode & 0o777) != oct(0o600)  # a normal file, not mkstemp's mode
+
+
+def test_seeds_pair_the_data_only_when_the_arms_data_seeds_agree(tmp_path):
+    a, b = arm_pair(tmp_path)
+    arm_a, arm_b = load_arm(a, "A"), load_arm(b, "B")
+    assert compare(arm_a, arm_b).data_paired
+    base = int(arm_b.space.trial_config({})["data_seed"])
+    moved = dataclasses.replace(arm_b, space=arm_b.space.override(fixed={"data_seed": base + 100}))
+    c = compare(arm_a, moved)
+    assert not c.data_paired and any(k.startswith("data_seed:") for k in c.knob_differences)
+    text = format_comparison(c, {})
+    assert "the data draws are not paired" in text and "more than one knob" in text
