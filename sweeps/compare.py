@@ -45,8 +45,8 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 import numpy as np  # noqa: E402
 
-from sweeps.decision import (format_improvement, format_knobs, holm,  # noqa: E402
-                             paired_t_interval, strict_json)
+from sweeps.decision import (estimate_seeds_needed, format_improvement,  # noqa: E402
+                             format_knobs, holm, paired_t_interval, strict_json)
 from sweeps.errors import BadInput, clip  # noqa: E402
 from sweeps.space import RULES, Space  # noqa: E402
 from sweeps.sweep import STATE_FILE, Sweep, read_state  # noqa: E402
@@ -100,6 +100,9 @@ class ArmDifference:
     failed_b: int
     positive_seeds: int             # seeds with e_s > 0
     status: str                     # see _status
+    # "no difference shown": shared seeds at which the observed difference would just be shown
+    # (even odds if it is the true one; judged at Holm's strictest step); None otherwise
+    seeds_needed: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -328,7 +331,10 @@ def compare(a: Arm, b: Arm, confidence: float = 0.95,
             float(h.adjusted[i]), int(keep.sum()),
             int((np.isnan(da) | np.isnan(db)).sum()), int(np.isneginf(da).sum()),
             int(np.isneginf(db).sum()), int((e > 0).sum()),
-            _status(t, bool(h.rejected[i]), ca["relative"], da, db)))
+            _status(t, bool(h.rejected[i]), ca["relative"], da, db),
+            estimate_seeds_needed(t.mean, t.sd, 0.0, n_now=t.n,
+                                  alpha_one_sided=(1.0 - confidence) / (2 * len(rows)))
+            if tested and not h.rejected[i] else None))
     knob_diffs = _knob_differences(a.space, b.space)
     data_knob = a.space.get_workload().data_seed_knob
     data_paired = data_knob is not None and not set(knob_diffs) & {SEED_KNOB, data_knob}
@@ -424,9 +430,11 @@ def format_comparison(c: Comparison, unit: Mapping[str, str]) -> str:
             n += f" ({', '.join(notes)})"
         effect = [(_num(x, d.relative) + ("" if d.relative else u)) if math.isfinite(x)
                   else "-" for x in (d.effect_a, d.effect_b)]
+        result = d.status + (f" (~{d.seeds_needed} seeds: even odds of showing it if it is as "
+                             "seen)" if d.seeds_needed else "")
         lines.append("| " + " | ".join(_cell(x) for x in (
             f"{d.trial_a} / {d.trial_b}", format_knobs(d.knobs, ", "), d.metric + scale, base,
-            *effect, diff, n, d.status)) + " |")
+            *effect, diff, n, result)) + " |")
     lines += ["", "Improvement = the arm's finalist over its own baseline on the compared seeds, "
               "positive = better (also for minimized metrics); \"A improves more\" means A's "
               "improvement is the larger (or its loss the smaller). A separate test from each "

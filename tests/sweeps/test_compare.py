@@ -161,7 +161,13 @@ def test_significant_alone_is_not_after_holm_and_metric_prespecifies(tmp_path):
     ood = family.differences[0]
     assert ood.metric == "ood_ig" and ood.status == "no difference shown"
     assert ood.mean == pytest.approx(e.mean()) and ood.ci_low < 0
+    # where the observed difference would just be shown, at Holm's strictest step (0.05 / 6)
+    n, crit = ood.seeds_needed, lambda k: stats.t.ppf(1 - 0.05 / 6, k - 1) * ood.sd / math.sqrt(k)
+    assert n is not None and n > 5 and abs(ood.mean) > crit(n)
+    assert n == 6 or abs(ood.mean) <= crit(n - 1)
+    assert f"(~{n} seeds: even odds of showing it" in format_comparison(family, {})
     alone = compare(load_arm(a, "A"), load_arm(b, "B"), metrics=["ood_ig"])
+    assert alone.differences[0].seeds_needed is None  # shown: nothing more to ask
     assert [d.metric for d in alone.differences] == ["ood_ig"]
     assert alone.differences[0].status == "A improves more"
     assert alone.differences[0].ci_level == pytest.approx(0.95)
