@@ -14,14 +14,16 @@ selection into the verdict (a winner's curse over the data, not the model seed).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
 
 from sweeps.decision import Verdict, decide, improvements
+from sweeps.errors import clip
 from sweeps.keys import BASELINE_TAG, CONFIRM_OF
 from sweeps.space import Space
-from workloads.contract import DIVERGED, SEED_KNOB
+from workloads.contract import DIVERGED, SEED_KNOB, ConfigError
 from workloads.knobs import format_knob
 
 BASELINE = "baseline"  # CONFIRM_OF of the baseline's confirm runs
@@ -30,12 +32,16 @@ BASELINE = "baseline"  # CONFIRM_OF of the baseline's confirm runs
 def select_finalists(space: Space, table: pd.DataFrame,
                      configs: Mapping[str, Mapping[str, Any]]) -> list[dict]:
     """The best `confirm.finalists` search trials that finished (not the baseline, not pruned,
-    diverged or errored), best first: [{"trial_id", "params"}] with their Tune configs.
+    diverged or errored), best first: [{"trial_id", "params"}] with their Tune configs — or,
+    when the space was given finalists (`confirm.given`, --confirm-knobs-from), those.
 
     "Best" is the results table's order (the objective), or with `confirm.select_by` the
     order of that metric among the trials whose single-seed Δ vs the search's baseline trial
     is within every non-inferiority margin of the decision (none are without a finished
     baseline trial to compare with)."""
+    if space.confirm.given:
+        return [{"trial_id": f["trial_id"], "params": dict(f["params"])}
+                for f in space.confirm.given]
     done = table[(table["outcome"] == "finished") & (~table["baseline"])]
     by = space.confirm.select_by
     if by is not None:
@@ -48,6 +54,34 @@ def select_finalists(space: Space, table: pd.DataFrame,
         done = done.sort_values(by, ascending=goal == "minimize", kind="stable")
     return [{"trial_id": tid, "params": dict(configs[tid])}
             for tid in list(done["trial_id"])[:space.confirm.finalists]]
+
+
+def given_problems(space: Space, finalists: Sequence[Mapping[str, Any]], flag: str) -> list[str]:
+    """Why another sweep's finalists cannot be confirmed in `space` ([] if they can): each
+    must set only knobs this space searches, to values its workload accepts."""
+    searched = {p.name for p in space.parameters}
+    problems = []
+    for f in finalists:
+        who = f"{flag}: finalist {clip(f['trial_id'], 40)}"
+        extra = sorted(set(f["params"]) - searched)
+        if extra:
+            problems.append(f"{who} sets {clip(', '.join(extra), 100)}, which "
+                            f"{os.path.basename(space.path)} does not search (it searches "
+                            f"{clip(', '.join(sorted(searched)), 100)})")
+            continue
+        workload = space.get_workload()
+        outside = [(k, v, d) for k, v in f["params"].items()
+                   for d in [workload.knob_domain(k)] if d is not None and not d.contains(v)]
+        for k, v, d in outside:
+            problems.append(f"{who}: {k} = {clip(repr(v), 40)} is outside its domain "
+                            f"({d.describe()})")
+        if outside:
+            continue
+        try:
+            space.trial_config(f["params"])
+        except ConfigError as e:
+            problems.append(f"{who}: {clip(e, 200)}")
+    return problems
 
 
 def within_margins(space: Space, base: pd.Series, row: pd.Series) -> bool:

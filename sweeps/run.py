@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm-seed-offset", type=bounded(RULES["seed_offset"]),
                    help="confirmation: skip this many seeds (a replication on seeds and data "
                         "an earlier confirmation did not use)")
+    p.add_argument("--confirm-knobs-from", metavar="RUN_DIR",
+                   help="confirmation: re-run the finalists that sweep confirmed (their knobs), "
+                        "not this search's best: a control arm for sweeps/compare.py")
     p.add_argument("--address", help="existing Ray cluster (host:port or 'auto'); "
                                      "default: start a local one")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite in the sweep dir)")
@@ -116,7 +119,8 @@ def build(args: argparse.Namespace) -> Sweep:
                            cpus_per_worker=args.cpus_per_worker, seed=args.seed,
                            smoke=args.smoke, finalists=args.finalists,
                            confirm_seeds=args.confirm_seeds,
-                           confirm_seed_offset=args.confirm_seed_offset, name=args.name,
+                           confirm_seed_offset=args.confirm_seed_offset,
+                           confirm_knobs_from=args.confirm_knobs_from, name=args.name,
                            output=args.output,
                            **common)
 

@@ -179,6 +179,11 @@ class Confirm:
     # best by this metric first — for an objective the regularizer can only cost (in-domain
     # fit), where "best by the objective" means "the least regularized".
     select_by: str | None = None
+    # Finalists given by their knobs instead of chosen from this sweep's search: another
+    # sweep's confirmed finalists ({"trial_id", "params"}, `--confirm-knobs-from`), so a control
+    # arm confirms the same settings as its treatment arm and the two can be compared.
+    given: tuple = ()
+    given_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -61,20 +61,49 @@ class Overrides:
     finalists: Optional[int] = None
     confirm_seeds: Optional[int] = None
     confirm_seed_offset: Optional[int] = None
+    confirm_knobs_from: Optional[str] = None  # a run directory whose finalists to confirm
 
     def apply(self, space: Space) -> Space:
         fixed = dict(space.get_workload().smoke) if self.smoke else None
         kw = dataclasses.asdict(self)
         kw.pop("smoke")
+        kw.pop("confirm_knobs_from")
         if self.smoke:
             kw["trials"] = kw["trials"] or 2
             kw["max_concurrent"] = kw["max_concurrent"] or 1
         space = space.override(fixed=fixed, **kw)
-        if self.smoke and not (self.finalists or self.confirm_seeds
+        if self.smoke and not (self.finalists or self.confirm_seeds or self.confirm_knobs_from
                                or self.confirm_seed_offset is not None):
             # tiny and quick: no confirmation stage unless asked for (it has its own e2e test)
             space = dataclasses.replace(space, confirm=None, decision=None)
+        if self.confirm_knobs_from is not None:
+            space = _given_finalists(space, self.confirm_knobs_from, self.finalists)
         return space
+
+
+def _given_finalists(space: Space, run_dir: str, finalists: Optional[int]) -> Space:
+    """`space` confirming the finalists another sweep (`run_dir`) confirmed: the same knobs on
+    this arm (a control arm), so sweeps/compare.py can pair them. BadInput if it cannot."""
+    flag = "--confirm-knobs-from"
+    if space.confirm is None:
+        raise SpaceError([f"{flag}: {os.path.basename(space.path)} has no `confirm:` stage"])
+    if finalists is not None:
+        raise SpaceError([f"{flag}: the finalists are that sweep's; --finalists does not apply"])
+    state_path = os.path.join(run_dir, STATE_FILE)
+    if not os.path.isfile(state_path):
+        raise BadInput(f"{flag}: {clip(run_dir, 200)} holds no sweep ({STATE_FILE} missing)")
+    given = (read_state(state_path, flag).get("confirm") or {}).get("finalists")
+    if not given:
+        raise BadInput(f"{flag}: {clip(run_dir, 200)}: that sweep has confirmed no finalists "
+                       "(no confirmation stage, or it has not reached it)")
+    from sweeps.confirm import given_problems
+    problems = given_problems(space, given, flag)
+    if problems:
+        raise SpaceError(problems)
+    confirm = dataclasses.replace(space.confirm, finalists=len(given), given=tuple(
+        {"trial_id": f["trial_id"], "params": dict(f["params"])} for f in given),
+        given_from=os.path.abspath(run_dir))
+    return dataclasses.replace(space, confirm=confirm)
 
 
 class Sweep:
@@ -102,10 +131,12 @@ class Sweep:
                   gpus_per_worker: Optional[float] = None, cpus_per_worker: Optional[float] = None,
                   seed: Optional[int] = None, smoke: bool = False,
                   finalists: Optional[int] = None, confirm_seeds: Optional[int] = None,
-                  confirm_seed_offset: Optional[int] = None, **kwargs: Any) -> "Sweep":
+                  confirm_seed_offset: Optional[int] = None,
+                  confirm_knobs_from: Optional[str] = None, **kwargs: Any) -> "Sweep":
         overrides = Overrides(trials, max_concurrent, workers_per_trial, gpus_per_worker,
                               cpus_per_worker, seed, smoke, finalists, confirm_seeds,
-                              confirm_seed_offset)
+                              confirm_seed_offset,
+                              confirm_knobs_from and os.path.abspath(confirm_knobs_from))
         return cls(load_space(space_file), overrides=overrides, **kwargs)
 
     @classmethod
@@ -153,6 +184,12 @@ class Sweep:
             picked = (f"best {s.confirm.finalists} finished trial(s)" if s.confirm.select_by is None
                       else f"{s.confirm.finalists} finished trial(s) within the non-inferiority "
                            f"margins, best {s.confirm.select_by} first,")
+            if s.confirm.given:
+                picked = (f"the {len(s.confirm.given)} finalist(s) "
+                          f"{os.path.basename(s.confirm.given_from)} confirmed ("
+                          + "; ".join(f"{f['trial_id']}: " + ", ".join(
+                              f"{k}={v}" for k, v in f["params"].items())
+                              for f in s.confirm.given) + ")")
             lines.append(f"confirm: {picked} + baseline x "
                          f"{s.confirm.seeds} fresh seeds ({seeds[0]}..{seeds[-1]})"
                          f"{' and data draws' if s.get_workload().data_seed_knob else ''} = up to "
@@ -560,8 +597,8 @@ def latest_run_dir(output: str, stem: str) -> Optional[str]:
 
 # From the Overrides fields themselves (annotations are strings here: `Optional[float]`), so a
 # new override cannot be forgotten by the sweep.json check.
-_OVERRIDE_TYPES = {f.name: bool if f.type == "bool" else float if "float" in f.type else int
-                   for f in dataclasses.fields(Overrides)}
+_OVERRIDE_TYPES = {f.name: bool if f.type == "bool" else float if "float" in f.type
+                   else str if "str" in f.type else int for f in dataclasses.fields(Overrides)}
 
 
 def read_state(path: str, flag: str = "--resume") -> dict:
@@ -614,6 +651,7 @@ def _state_problem(state: Any) -> Optional[str]:
         if kind is None:
             return f"overrides: unknown key {shown(key)}"
         ok = (isinstance(value, bool) if kind is bool else
+              value is None or isinstance(value, str) if kind is str else
               value is None or (isinstance(value, (int, float) if kind is float else int)
                                 and not isinstance(value, bool)))
         if not ok:

@@ -518,3 +518,70 @@ def test_best_config_says_when_the_best_is_the_baseline(tmp_path):
     assert "it is the BASELINE" in (tmp_path / "best_config.yaml").read_text()
     write_outputs(str(tmp_path), s, df, {"lambda": 0.1})
     assert "BASELINE" not in (tmp_path / "best_config.yaml").read_text()
+
+
+def _sweep_with_finalists(root, finalists, name="treated"):
+    """A run directory holding only what --confirm-knobs-from reads: its sweep.json."""
+    import json
+    run_dir = os.path.join(root, name)
+    os.makedirs(run_dir)
+    state = {"space_path": "x.yaml", "tracking_uri": None, "experiment_id": "1",
+             "parent_run_id": "p", "overrides": {},
+             "confirm": {"finalists": finalists, "seeds": [1, 2, 3]}}
+    with open(os.path.join(run_dir, "sweep.json"), "w") as f:
+        json.dump(state, f)
+    return run_dir
+
+
+def test_a_control_arm_confirms_the_knobs_another_sweep_confirmed(tmp_path):
+    """--confirm-knobs-from: the other sweep's finalists (by knobs) are confirmed whatever this
+    search ranks best, on this arm's seeds; the report says where they came from; resume keeps
+    the flag (sweep.json's overrides accept the path)."""
+    from sweeps.report import finalists_rule
+    from sweeps.sweep import Overrides, _state_problem
+    given = [{"trial_id": "t1", "params": {"lambda": 0.112}},
+             {"trial_id": "t2", "params": {"lambda": 0.018}}]
+    treated = _sweep_with_finalists(tmp_path, given)
+    s = Overrides(confirm_knobs_from=treated).apply(space())
+    assert s.confirm.finalists == 2 and s.confirm.given_from == treated
+    search = [trial("b", 0, 1.0, 0.5, baseline=True), trial("x", 0.3, 1.2, 0.7),
+              trial("y", 0.1, 1.1, 0.6)]
+    fin = confirm.select_finalists(s, results_table(s, search),
+                                   {t["trial_id"]: t["config"] for t in search})
+    assert fin == given  # not x and y, the search's best
+    configs = confirm.confirm_configs(s, fin, confirm.confirm_seeds(s))
+    assert {(c[CONFIRM_OF], c["lambda"]) for c in configs} == {
+        ("baseline", 0.0), ("t1", 0.112), ("t2", 0.018)}
+    assert "the 2 that treated confirmed (--confirm-knobs-from)" in finalists_rule(s, 2)
+    state = {"space_path": "c.yaml", "experiment_id": "1", "parent_run_id": "p",
+             "tracking_uri": None, "overrides": {"confirm_knobs_from": treated}}
+    assert _state_problem(state) is None
+    assert "must be str" in _state_problem({**state, "overrides": {"confirm_knobs_from": 3}})
+    # smoke keeps a confirmation that was asked for this way
+    assert Overrides(smoke=True, confirm_knobs_from=treated).apply(space()).confirm.given
+
+
+@pytest.mark.parametrize("finalists, flags, message", [
+    ([{"trial_id": "t1", "params": {"energy_reg_weight": 0.1}}], [],
+     "--confirm-knobs-from: finalist t1 sets energy_reg_weight, which c.yaml does not search"),
+    ([{"trial_id": "t1", "params": {"lambda": "abc"}}], [],
+     "--confirm-knobs-from: finalist t1: lambda = 'abc' is outside its domain"),
+    ([], [], "that sweep has confirmed no finalists"),
+    ([{"trial_id": "t1", "params": {"lambda": 0.1}}], ["--finalists", "1"],
+     "the finalists are that sweep's; --finalists does not apply"),
+])
+def test_confirm_knobs_from_what_cannot_be_confirmed_is_one_line_exit_2(
+        tmp_path, capsys, finalists, flags, message):
+    import yaml
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    treated = _sweep_with_finalists(tmp_path, finalists)
+    out = tmp_path / "out"
+    rc = run.main(["--space", str(path), "--dry-run", "--output", str(out),
+                   "--confirm-knobs-from", treated, *flags])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not out.exists()
+    rc = run.main(["--space", str(path), "--dry-run", "--confirm-knobs-from",
+                   str(tmp_path / "nowhere")])
+    assert rc == 2 and "holds no sweep (sweep.json missing)" in capsys.readouterr().err
