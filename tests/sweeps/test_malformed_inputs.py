@@ -272,7 +272,8 @@ def test_every_override_a_sweep_saves_is_one_its_resume_accepts():
     import dataclasses
 
     from sweeps.sweep import Overrides, _state_problem
-    saved = {f.name: (True if f.type == "bool" else 2.0 if "float" in f.type else 3)
+    saved = {f.name: (True if f.type == "bool" else 2.0 if "float" in f.type
+                      else "/x/run" if "str" in f.type else 3)
              for f in dataclasses.fields(Overrides)}
     assert _state_problem({**GOOD_STATE, "overrides": saved}) is None
     assert Overrides(**saved) is not None
