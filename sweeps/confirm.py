@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
@@ -22,7 +23,7 @@ import pandas as pd
 from sweeps.decision import Verdict, decide, improvements
 from sweeps.errors import clip
 from sweeps.keys import BASELINE_TAG, CONFIRM_OF
-from sweeps.space import Space
+from sweeps.space import RULES, Space
 from workloads.contract import DIVERGED, SEED_KNOB, ConfigError
 from workloads.knobs import format_knob
 
@@ -56,31 +57,45 @@ def select_finalists(space: Space, table: pd.DataFrame,
             for tid in list(done["trial_id"])[:space.confirm.finalists]]
 
 
+_GIVEN_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
 def given_problems(space: Space, finalists: Sequence[Mapping[str, Any]], flag: str) -> list[str]:
-    """Why another sweep's finalists cannot be confirmed in `space` ([] if they can): each
-    must set only knobs this space searches, to values its workload accepts."""
-    searched = {p.name for p in space.parameters}
+    """Why another sweep's finalists cannot be confirmed in `space` ([] if they can): at most
+    `finalists` of them, each with its own short id (not "baseline"), setting only knobs this
+    space searches (a conditional one only where its condition holds), to values the workload
+    accepts."""
+    searched = {p.name: p for p in space.parameters}
+    cap = int(RULES["finalists"].hi)
+    ids = [f["trial_id"] for f in finalists]
+    if len(finalists) > cap:
+        return [f"{flag}: {len(finalists)} finalists; at most {cap}"]
+    if not all(isinstance(t, str) and _GIVEN_ID.fullmatch(t) for t in ids) \
+            or len(set(ids)) != len(ids) or BASELINE in ids:
+        return [f"{flag}: finalist ids must be distinct, 1-40 letters, digits, _ or -, and not "
+                f"{BASELINE!r} (got {clip(', '.join(map(repr, ids)), 200)})"]
     problems = []
     for f in finalists:
-        who = f"{flag}: finalist {clip(f['trial_id'], 40)}"
-        extra = sorted(set(f["params"]) - searched)
+        who = f"{flag}: finalist {f['trial_id']}"
+        params = f["params"]
+        extra = sorted(set(params) - set(searched))
         if extra:
             problems.append(f"{who} sets {clip(', '.join(extra), 100)}, which "
                             f"{os.path.basename(space.path)} does not search (it searches "
                             f"{clip(', '.join(sorted(searched)), 100)})")
             continue
-        workload = space.get_workload()
-        outside = [(k, v, d) for k, v in f["params"].items()
-                   for d in [workload.knob_domain(k)] if d is not None and not d.contains(v)]
-        for k, v, d in outside:
-            problems.append(f"{who}: {k} = {clip(repr(v), 40)} is outside its domain "
-                            f"({d.describe()})")
-        if outside:
+        idle = [k for k in params if not all(params.get(c) == v
+                                             for c, v in searched[k].when.items())]
+        if idle:
+            problems.append(f"{who} sets {clip(', '.join(idle), 100)} where its condition "
+                            "(`when`) does not hold")
             continue
-        try:
-            space.trial_config(f["params"])
+        try:  # coerces each value ("1,2,4" -> [1, 2, 4]) and checks it against its domain
+            space.trial_config(params)
         except ConfigError as e:
             problems.append(f"{who}: {clip(e, 200)}")
+        except (TypeError, ValueError, OverflowError) as e:  # a value no knob could take
+            problems.append(f"{who}: unusable value ({clip(e, 100)})")
     return problems
 
 

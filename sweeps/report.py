@@ -330,9 +330,9 @@ def finalists_rule(space: Space, picked: int) -> str:
     """How the `picked` finalists were chosen, in words (sweeps.confirm.select_finalists)."""
     c = space.confirm
     if c.given:
-        return (f"Finalists: the {len(c.given)} that {os.path.basename(c.given_from)} confirmed "
-                "(--confirm-knobs-from), with the same knobs on this arm; this sweep's search "
-                "did not choose them.")
+        return (f"Finalists: the {len(c.given)} that {os.path.basename(c.given_from)} selected "
+                "for its confirmation (--confirm-knobs-from), with the same knobs on this arm; "
+                "this sweep's search did not choose them.")
     many = f"{picked} of at most {c.finalists}" if picked < c.finalists else str(picked)
     if c.select_by is None:
         order = (space.primary.name if len(space.objectives) == 1 else

@@ -39,6 +39,12 @@ def bounded(rule: Bound):
     return parse
 
 
+def _non_empty(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must name a run directory (got an empty value)")
+    return text
+
+
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse echoes bad values whole: bound them
         self.print_usage(sys.stderr)
@@ -67,8 +73,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm-seed-offset", type=bounded(RULES["seed_offset"]),
                    help="confirmation: skip this many seeds (a replication on seeds and data "
                         "an earlier confirmation did not use)")
-    p.add_argument("--confirm-knobs-from", metavar="RUN_DIR",
-                   help="confirmation: re-run the finalists that sweep confirmed (their knobs), "
+    p.add_argument("--confirm-knobs-from", metavar="RUN_DIR", type=_non_empty,
+                   help="confirmation: re-run the finalists that sweep selected (their knobs), "
                         "not this search's best: a control arm for sweeps/compare.py")
     p.add_argument("--address", help="existing Ray cluster (host:port or 'auto'); "
                                      "default: start a local one")

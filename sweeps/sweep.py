@@ -63,7 +63,9 @@ class Overrides:
     confirm_seed_offset: Optional[int] = None
     confirm_knobs_from: Optional[str] = None  # a run directory whose finalists to confirm
 
-    def apply(self, space: Space) -> Space:
+    def apply(self, space: Space, saved_finalists: Optional[list] = None) -> Space:
+        """`space` with these overrides; `saved_finalists`: a resumed sweep's confirmation
+        finalists (sweep.json), which --confirm-knobs-from then does not read again."""
         fixed = dict(space.get_workload().smoke) if self.smoke else None
         kw = dataclasses.asdict(self)
         kw.pop("smoke")
@@ -72,38 +74,62 @@ class Overrides:
             kw["trials"] = kw["trials"] or 2
             kw["max_concurrent"] = kw["max_concurrent"] or 1
         space = space.override(fixed=fixed, **kw)
-        if self.smoke and not (self.finalists or self.confirm_seeds or self.confirm_knobs_from
+        if self.smoke and not (self.finalists or self.confirm_seeds
+                               or self.confirm_knobs_from is not None
                                or self.confirm_seed_offset is not None):
             # tiny and quick: no confirmation stage unless asked for (it has its own e2e test)
             space = dataclasses.replace(space, confirm=None, decision=None)
         if self.confirm_knobs_from is not None:
-            space = _given_finalists(space, self.confirm_knobs_from, self.finalists)
+            space = _given_finalists(space, self.confirm_knobs_from, self.finalists,
+                                     saved_finalists)
         return space
 
 
-def _given_finalists(space: Space, run_dir: str, finalists: Optional[int]) -> Space:
-    """`space` confirming the finalists another sweep (`run_dir`) confirmed: the same knobs on
-    this arm (a control arm), so sweeps/compare.py can pair them. BadInput if it cannot."""
+def _given_finalists(space: Space, run_dir: str, finalists: Optional[int],
+                     saved: Optional[list] = None) -> Space:
+    """`space` confirming the finalists another sweep (`run_dir`) selected for confirmation:
+    the same knobs on this arm (a control arm), so sweeps/compare.py can pair them. BadInput if
+    it cannot. A resumed sweep passes the finalists it saved (`saved`): the other sweep is not
+    read again, so it may have moved or changed since."""
     flag = "--confirm-knobs-from"
     if space.confirm is None:
         raise SpaceError([f"{flag}: {os.path.basename(space.path)} has no `confirm:` stage"])
-    if finalists is not None:
-        raise SpaceError([f"{flag}: the finalists are that sweep's; --finalists does not apply"])
-    state_path = os.path.join(run_dir, STATE_FILE)
-    if not os.path.isfile(state_path):
-        raise BadInput(f"{flag}: {clip(run_dir, 200)} holds no sweep ({STATE_FILE} missing)")
-    given = (read_state(state_path, flag).get("confirm") or {}).get("finalists")
-    if not given:
-        raise BadInput(f"{flag}: {clip(run_dir, 200)}: that sweep has confirmed no finalists "
-                       "(no confirmation stage, or it has not reached it)")
-    from sweeps.confirm import given_problems
-    problems = given_problems(space, given, flag)
-    if problems:
-        raise SpaceError(problems)
+    if saved is None:
+        given = _read_given(space, run_dir, flag)
+        if finalists is not None:
+            raise SpaceError([f"{flag}: the finalists are that sweep's; --finalists does not "
+                              "apply"])
+    else:
+        given = saved
     confirm = dataclasses.replace(space.confirm, finalists=len(given), given=tuple(
         {"trial_id": f["trial_id"], "params": dict(f["params"])} for f in given),
-        given_from=os.path.abspath(run_dir))
+        given_from=run_dir)
     return dataclasses.replace(space, confirm=confirm)
+
+
+def _read_given(space: Space, run_dir: str, flag: str) -> list:
+    """The finalists `run_dir`'s sweep selected for confirmation, checked against `space`."""
+    from sweeps.confirm import confirm_seeds, given_problems
+    where = f"{flag}: {clip(run_dir, 200)}"
+    state_path = os.path.join(run_dir, STATE_FILE)
+    if not run_dir or not os.path.isfile(state_path):
+        raise BadInput(f"{where} holds no sweep ({STATE_FILE} missing)")
+    saved = read_state(state_path, flag).get("confirm") or {}
+    if not saved.get("finalists"):
+        raise BadInput(f"{where}: that sweep has selected no finalists (no confirmation stage, "
+                       "not reached yet, or none qualified)")
+    other = load_space(os.path.join(run_dir, SPACE_COPY))
+    if other.workload != space.workload:
+        raise BadInput(f"{where}: a sweep of workload {other.workload}, not {space.workload}: "
+                       "its knobs mean something else here")
+    problems = given_problems(space, saved["finalists"], flag)
+    if not set(saved["seeds"]) & set(confirm_seeds(space)):
+        problems.append(f"{flag}: that sweep confirmed on seeds {clip(saved['seeds'], 60)}, this "
+                        f"one would use {clip(confirm_seeds(space), 60)}: no seed in common to "
+                        "pair (set --confirm-seeds / --confirm-seed-offset)")
+    if problems:
+        raise SpaceError(problems)
+    return saved["finalists"]
 
 
 class Sweep:
@@ -111,10 +137,11 @@ class Sweep:
                  output: str = DEFAULT_OUTPUT, mlflow_uri: Optional[str] = None,
                  address: Optional[str] = None, storage: Optional[str] = None,
                  optuna_storage: Optional[str] = None, ray_temp_dir: Optional[str] = None,
-                 overrides: Overrides = Overrides(), quiet: bool = False):
+                 overrides: Overrides = Overrides(), quiet: bool = False,
+                 saved_finalists: Optional[list] = None):
         self.base_space = space
         self.overrides = overrides
-        self.space = overrides.apply(space)
+        self.space = overrides.apply(space, saved_finalists)
         self.name = name or f"{space.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.run_dir = os.path.abspath(os.path.join(output, self.name))
         self.mlflow_uri = mlflow_uri
@@ -135,8 +162,9 @@ class Sweep:
                   confirm_knobs_from: Optional[str] = None, **kwargs: Any) -> "Sweep":
         overrides = Overrides(trials, max_concurrent, workers_per_trial, gpus_per_worker,
                               cpus_per_worker, seed, smoke, finalists, confirm_seeds,
-                              confirm_seed_offset,
-                              confirm_knobs_from and os.path.abspath(confirm_knobs_from))
+                              confirm_seed_offset, None if confirm_knobs_from is None
+                              else os.path.abspath(confirm_knobs_from) if confirm_knobs_from
+                              else "")
         return cls(load_space(space_file), overrides=overrides, **kwargs)
 
     @classmethod
@@ -155,7 +183,8 @@ class Sweep:
             kwargs["mlflow_uri"] = state.get("tracking_uri")
         sweep = cls(space, name=os.path.basename(os.path.abspath(run_dir)),
                     output=os.path.dirname(os.path.abspath(run_dir)),
-                    overrides=Overrides(**state["overrides"]), **kwargs)
+                    overrides=Overrides(**state["overrides"]),
+                    saved_finalists=(state.get("confirm") or {}).get("finalists"), **kwargs)
         sweep._state = state
         return sweep
 
@@ -186,10 +215,9 @@ class Sweep:
                            f"margins, best {s.confirm.select_by} first,")
             if s.confirm.given:
                 picked = (f"the {len(s.confirm.given)} finalist(s) "
-                          f"{os.path.basename(s.confirm.given_from)} confirmed ("
-                          + "; ".join(f"{f['trial_id']}: " + ", ".join(
-                              f"{k}={v}" for k, v in f["params"].items())
-                              for f in s.confirm.given) + ")")
+                          f"{clip(os.path.basename(s.confirm.given_from), 60)} selected ("
+                          + clip("; ".join(f"{f['trial_id']}: " + format_knobs(f["params"], ", ")
+                                           for f in s.confirm.given), 300) + ")")
             lines.append(f"confirm: {picked} + baseline x "
                          f"{s.confirm.seeds} fresh seeds ({seeds[0]}..{seeds[-1]})"
                          f"{' and data draws' if s.get_workload().data_seed_knob else ''} = up to "

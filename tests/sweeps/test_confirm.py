@@ -520,23 +520,29 @@ def test_best_config_says_when_the_best_is_the_baseline(tmp_path):
     assert "BASELINE" not in (tmp_path / "best_config.yaml").read_text()
 
 
-def _sweep_with_finalists(root, finalists, name="treated"):
-    """A run directory holding only what --confirm-knobs-from reads: its sweep.json."""
+def _sweep_with_finalists(root, finalists, name="treated", space_doc=None, seeds=(1, 2, 3)):
+    """A run directory holding only what --confirm-knobs-from reads: sweep.json, space.yaml."""
     import json
+    import yaml
     run_dir = os.path.join(root, name)
     os.makedirs(run_dir)
     state = {"space_path": "x.yaml", "tracking_uri": None, "experiment_id": "1",
              "parent_run_id": "p", "overrides": {},
-             "confirm": {"finalists": finalists, "seeds": [1, 2, 3]}}
+             "confirm": {"finalists": finalists, "seeds": list(seeds)}}
     with open(os.path.join(run_dir, "sweep.json"), "w") as f:
         json.dump(state, f)
+    with open(os.path.join(run_dir, "space.yaml"), "w") as f:
+        if isinstance(space_doc, str):  # a shipped space file's name
+            f.write(open(os.path.join(os.path.dirname(run.__file__), "..", "search_spaces",
+                                      space_doc)).read())
+        else:
+            yaml.safe_dump(space_doc or BASE, f)
     return run_dir
 
 
 def test_a_control_arm_confirms_the_knobs_another_sweep_confirmed(tmp_path):
     """--confirm-knobs-from: the other sweep's finalists (by knobs) are confirmed whatever this
-    search ranks best, on this arm's seeds; the report says where they came from; resume keeps
-    the flag (sweep.json's overrides accept the path)."""
+    search ranks best, on this arm's seeds; the plan and report say where they came from."""
     from sweeps.report import finalists_rule
     from sweeps.sweep import Overrides, _state_problem
     given = [{"trial_id": "t1", "params": {"lambda": 0.112}},
@@ -552,7 +558,7 @@ def test_a_control_arm_confirms_the_knobs_another_sweep_confirmed(tmp_path):
     configs = confirm.confirm_configs(s, fin, confirm.confirm_seeds(s))
     assert {(c[CONFIRM_OF], c["lambda"]) for c in configs} == {
         ("baseline", 0.0), ("t1", 0.112), ("t2", 0.018)}
-    assert "the 2 that treated confirmed (--confirm-knobs-from)" in finalists_rule(s, 2)
+    assert "the 2 that treated selected for its confirmation" in finalists_rule(s, 2)
     state = {"space_path": "c.yaml", "experiment_id": "1", "parent_run_id": "p",
              "tracking_uri": None, "overrides": {"confirm_knobs_from": treated}}
     assert _state_problem(state) is None
@@ -561,27 +567,87 @@ def test_a_control_arm_confirms_the_knobs_another_sweep_confirmed(tmp_path):
     assert Overrides(smoke=True, confirm_knobs_from=treated).apply(space()).confirm.given
 
 
+def test_confirm_knobs_from_a_relative_path_and_resume_without_reading_it_again(
+        tmp_path, monkeypatch):
+    import json
+    import shutil
+    import yaml
+    from sweeps.sweep import Sweep
+    given = [{"trial_id": "t1", "params": {"lambda": 0.112}}]
+    _sweep_with_finalists(tmp_path, given)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(BASE))
+    monkeypatch.chdir(tmp_path)
+    sweep = Sweep.from_yaml("c.yaml", confirm_knobs_from="treated", output="out", name="ctl")
+    assert sweep.overrides.confirm_knobs_from == str(tmp_path / "treated")  # absolute
+    assert "the 1 finalist(s) treated selected (t1: lambda=0.112)" in sweep.plan()
+    # what a started sweep saves; then the other sweep is gone: resume keeps its own copy
+    os.makedirs("out/ctl")
+    shutil.copyfile("c.yaml", "out/ctl/space.yaml")
+    state = {"space_path": str(tmp_path / "c.yaml"), "tracking_uri": None,
+             "experiment_id": "1", "parent_run_id": "p",
+             "overrides": {"confirm_knobs_from": str(tmp_path / "treated")},
+             "confirm": {"finalists": given, "seeds": [1, 2, 3]}}
+    (tmp_path / "out" / "ctl" / "sweep.json").write_text(json.dumps(state))
+    shutil.rmtree(tmp_path / "treated")
+    resumed = Sweep.resume_from("out/ctl")
+    assert list(resumed.space.confirm.given) == given
+
+
 @pytest.mark.parametrize("finalists, flags, message", [
     ([{"trial_id": "t1", "params": {"energy_reg_weight": 0.1}}], [],
      "--confirm-knobs-from: finalist t1 sets energy_reg_weight, which c.yaml does not search"),
-    ([{"trial_id": "t1", "params": {"lambda": "abc"}}], [],
-     "--confirm-knobs-from: finalist t1: lambda = 'abc' is outside its domain"),
-    ([], [], "that sweep has confirmed no finalists"),
+    ([{"trial_id": "t1", "params": {"lambda": "abc"}}], [], "--confirm-knobs-from: finalist t1: "),
+    ([{"trial_id": "t1", "params": {"lambda": 10 ** 400}}], [], "--confirm-knobs-from: finalist t1"),
+    ([], [], "that sweep has selected no finalists"),
+    ([{"trial_id": "baseline", "params": {"lambda": 0.1}}], [], "must be distinct"),
+    ([{"trial_id": "t1", "params": {"lambda": 0.1}}, {"trial_id": "t1", "params": {}}], [],
+     "must be distinct"),
+    ([{"trial_id": "t1\nx", "params": {"lambda": 0.1}}], [], "1-40 letters"),
     ([{"trial_id": "t1", "params": {"lambda": 0.1}}], ["--finalists", "1"],
      "the finalists are that sweep's; --finalists does not apply"),
+    ([{"trial_id": "t1", "params": {"lambda": 0.1}}], ["--confirm-seed-offset", "10"],
+     "no seed in common to pair"),
+    ([{"trial_id": "t1", "params": {"lambda": 0.1}}], ["--space-doc", "ten_energy.yaml"],
+     "a sweep of workload ten_lm, not saliency"),
 ])
 def test_confirm_knobs_from_what_cannot_be_confirmed_is_one_line_exit_2(
         tmp_path, capsys, finalists, flags, message):
     import yaml
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(BASE))
-    treated = _sweep_with_finalists(tmp_path, finalists)
+    doc = flags[1] if flags[:1] == ["--space-doc"] else None
+    flags = [] if doc else flags
+    treated = _sweep_with_finalists(tmp_path, finalists, space_doc=doc)
     out = tmp_path / "out"
     rc = run.main(["--space", str(path), "--dry-run", "--output", str(out),
                    "--confirm-knobs-from", treated, *flags])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and message in lines[0], lines
-    assert not out.exists()
-    rc = run.main(["--space", str(path), "--dry-run", "--confirm-knobs-from",
+    assert len(lines[0]) < 600 and not out.exists()
+
+
+def test_confirm_knobs_from_nowhere_or_nothing(tmp_path, capsys):
+    rc = run.main(["--space", "entropy_lambda", "--dry-run", "--confirm-knobs-from",
                    str(tmp_path / "nowhere")])
     assert rc == 2 and "holds no sweep (sweep.json missing)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        run.main(["--space", "entropy_lambda", "--dry-run", "--confirm-knobs-from", ""])
+    assert e.value.code == 2 and "must name a run directory" in capsys.readouterr().err
+
+
+def test_a_list_knob_and_a_conditional_one_from_another_sweep(tmp_path):
+    """ten_energy's hten_scales travels as "1,2,4" in Tune configs and is searched only when
+    use_hten: accepted where it applies, refused where its condition does not hold."""
+    from sweeps.errors import SpaceError
+    from sweeps.space import load_space
+    from sweeps.sweep import Overrides
+    ok = [{"trial_id": "a", "params": {"energy_reg_weight": 1e-4, "use_hten": True,
+                                       "hten_scales": "1,2,4"}}]
+    treated = _sweep_with_finalists(tmp_path, ok, space_doc="ten_energy.yaml")
+    s = Overrides(confirm_knobs_from=treated).apply(load_space("ten_energy.yaml"))
+    assert s.confirm.given[0]["params"]["hten_scales"] == "1,2,4"
+    idle = [{"trial_id": "b", "params": {"energy_reg_weight": 1e-4, "use_hten": False,
+                                         "hten_scales": "1,2,4"}}]
+    treated = _sweep_with_finalists(tmp_path, idle, name="idle", space_doc="ten_energy.yaml")
+    with pytest.raises(SpaceError, match="sets hten_scales where its condition"):
+        Overrides(confirm_knobs_from=treated).apply(load_space("ten_energy.yaml"))
