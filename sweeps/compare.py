@@ -45,8 +45,9 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 import numpy as np  # noqa: E402
 
-from sweeps.decision import (estimate_seeds_needed, format_improvement,  # noqa: E402
-                             format_knobs, holm, paired_t_interval, strict_json)
+from sweeps.decision import (SEEDS_CAP, estimate_seeds_needed,  # noqa: E402
+                             format_improvement, format_knobs, holm, paired_t_interval,
+                             strict_json)
 from sweeps.errors import BadInput, clip  # noqa: E402
 from sweeps.space import RULES, Space  # noqa: E402
 from sweeps.sweep import STATE_FILE, Sweep, read_state  # noqa: E402
@@ -431,7 +432,9 @@ def format_comparison(c: Comparison, unit: Mapping[str, str]) -> str:
         effect = [(_num(x, d.relative) + ("" if d.relative else u)) if math.isfinite(x)
                   else "-" for x in (d.effect_a, d.effect_b)]
         result = d.status + (f" (~{d.seeds_needed} seeds: even odds of showing it if it is as "
-                             "seen)" if d.seeds_needed else "")
+                             "seen)" if d.seeds_needed else
+                             f" (more than {SEEDS_CAP} seeds)" if d.status == "no difference "
+                             "shown" and math.isfinite(d.ci_level) else "")
         lines.append("| " + " | ".join(_cell(x) for x in (
             f"{d.trial_a} / {d.trial_b}", format_knobs(d.knobs, ", "), d.metric + scale, base,
             *effect, diff, n, result)) + " |")

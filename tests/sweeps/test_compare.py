@@ -191,6 +191,13 @@ def test_same_improvement_in_both_arms_is_no_difference(tmp_path):
     ood = c.differences[0]
     assert ood.status == "no difference shown" and ood.ci_low < 0 < ood.ci_high
     assert ood.effect_a > 0.03 and ood.effect_b > 0.03  # both arms do have the effect
+    row = next(x for x in format_comparison(c, {}).splitlines() if "| ood_ig |" in x)
+    assert ood.seeds_needed and f"(~{ood.seeds_needed} seeds: even odds" in row
+    beyond = dataclasses.replace(c, differences=(dataclasses.replace(ood, seeds_needed=None),
+                                                 c.differences[1]))
+    rows = format_comparison(beyond, {}).splitlines()
+    assert "no difference shown (more than 100 seeds)" in next(x for x in rows if "| ood_ig |" in x)
+    assert "more than" not in next(x for x in rows if "| val_ig" in x)  # not tested: no count
     # identical val_ig differences on every seed: no spread, nothing to test
     assert c.differences[1].status.startswith("not tested: the same difference on every seed")
     assert c.to_dict()["differences"][1]["ci_low"] is None  # strict JSON
