@@ -45,12 +45,13 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 import numpy as np  # noqa: E402
 
+from sweeps.confirm import seed_span  # noqa: E402
 from sweeps.decision import (SEEDS_CAP, estimate_seeds_needed,  # noqa: E402
-                             format_improvement, format_knobs, holm, paired_t_interval,
-                             strict_json)
+                             format_improvement, format_knobs, holm, level_range,
+                             paired_t_interval, strict_json)
 from sweeps.errors import BadInput, clip  # noqa: E402
 from sweeps.space import RULES, Space  # noqa: E402
-from sweeps.sweep import STATE_FILE, Sweep, read_state  # noqa: E402
+from sweeps.sweep import STATE_FILE, Sweep  # noqa: E402
 from workloads.contract import SEED_KNOB  # noqa: E402
 
 VERDICT_FILE = "verdict.json"
@@ -74,7 +75,6 @@ class Arm:
     seeds: tuple[int, ...]          # confirmation seeds, aligned with every per-seed list
     finalists: tuple[dict, ...]     # verdict.json's finalists: trial_id, knobs, criteria
     baseline: dict                  # verdict.json's per-seed baseline values ({} if older)
-    confidence: float               # the sweep's own decision confidence
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,9 @@ class Comparison:
 def load_arm(run_dir: str, flag: str) -> Arm:
     """A finished sweep with a confirmation stage; BadInput (one line, naming the file) if not."""
     where = f"{flag}: {clip(run_dir, 200)}"
-    if not os.path.isfile(os.path.join(run_dir, STATE_FILE)):
-        raise BadInput(f"{where}: not a sweep's run directory ({STATE_FILE} missing)")
-    sweep = Sweep.resume_from(run_dir, flag=flag)  # the space and overrides it ran with
-    state = read_state(os.path.join(run_dir, STATE_FILE), flag)
+    # the space and overrides it ran with, and its sweep.json (BadInput if there is none)
+    sweep = Sweep.resume_from(run_dir, flag=flag)
+    state = sweep.saved_state
     if not state.get("confirm"):
         raise BadInput(f"{where}: the sweep has no confirmation stage ({STATE_FILE} has no "
                        "confirm seeds); compare needs each arm's confirmation runs")
@@ -158,9 +157,8 @@ def load_arm(run_dir: str, flag: str) -> Arm:
                 for m, v in baseline.items()}
     name = os.path.basename(os.path.realpath(run_dir))
     label = f"{name} ({os.path.basename(sweep.space.path or '?')})"
-    confidence = sweep.space.decision.confidence if sweep.space.decision else math.nan
     return Arm(os.path.realpath(run_dir), label, state["parent_run_id"], sweep.space, seeds,
-               tuple(verdict["finalists"]), baseline, confidence)
+               tuple(verdict["finalists"]), baseline)
 
 
 def _read_verdict(path: str, where: str) -> dict:
@@ -261,9 +259,9 @@ def compare(a: Arm, b: Arm, confidence: float = 0.95,
                        f" vs {clip(b.space.workload, _ID)}): their metrics are not comparable")
     shared = [s for s in a.seeds if s in b.seeds]
     if not shared:
-        raise BadInput(f"compare: the arms share no confirmation seed (A: {_span(a.seeds)}, "
-                       f"B: {_span(b.seeds)}): run B with A's seeds (--confirm-seeds, "
-                       "--confirm-seed-offset)")
+        raise BadInput(f"compare: the arms share no confirmation seed (A: "
+                       f"{seed_span(a.seeds)}, B: {seed_span(b.seeds)}): run B with A's seeds "
+                       "(--confirm-seeds, --confirm-seed-offset)")
     pairs = [(fa, fb) for fa in a.finalists for fb in b.finalists
              if _same_knobs(fa["knobs"], fb["knobs"])]
     matched = {id(f) for p in pairs for f in p}
@@ -375,10 +373,6 @@ def _finalist(f: Mapping[str, Any]) -> str:
     return f"{clip(f['trial_id'], _ID)} ({clip(format_knobs(knobs, ', '), 200)})"
 
 
-def _span(seeds: Sequence[int]) -> str:
-    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
-
-
 # --- printing -------------------------------------------------------------------------------
 
 def _num(x: float, relative: bool, points: bool = False) -> str:
@@ -390,18 +384,17 @@ def _num(x: float, relative: bool, points: bool = False) -> str:
 
 def format_comparison(c: Comparison, unit: Mapping[str, str]) -> str:
     """A markdown block a reviewer can read without the code (`unit`: metric -> unit)."""
-    levels = sorted({d.ci_level for d in c.differences if math.isfinite(d.ci_level)})
-    level = ("" if not levels else f"{levels[0]:.1%}"
-             + (f"–{levels[-1]:.1%}" if levels[-1] - levels[0] > 5e-4 else ""))
+    level = level_range([d.ci_level for d in c.differences if math.isfinite(d.ci_level)])
     m = len(c.differences)
     pairing = ("the same model and data seeds in both arms" if c.data_paired else
                "the same model seeds; the data draws are not paired")
     lines = [f"**Between arms: A = {c.arm_a}, B = {c.arm_b}**", "",
-             f"Per seed, (A's finalist − A's baseline) − (B's finalist − B's baseline); paired t "
-             f"on {len(c.seeds)} shared confirmation seeds ({_span(c.seeds)}: {pairing}), "
-             f"two-sided, Holm over {m} test{'s' if m > 1 else ''} at family-wise "
-             f"{c.confidence:.0%}" + (f"; each interval at its test's Holm level ({level}), not "
-                                      "a simultaneous band." if level else "."), ""]
+             "Per seed, (A's finalist − A's baseline) − (B's finalist − B's baseline); "
+             f"paired t on {len(c.seeds)} shared confirmation seeds ({seed_span(c.seeds)}: "
+             f"{pairing}), two-sided, Holm over {m} test{'s' if m > 1 else ''} at "
+             f"family-wise {c.confidence:.0%}"
+             + (f"; each interval at its test's Holm level ({level}), not a simultaneous band."
+                if level else "."), ""]
     if c.restricted_to:
         lines += [f"Family restricted by --metric to {', '.join(c.restricted_to)}"
                   + (f"; not in it: {', '.join(c.left_out)}" if c.left_out else "")

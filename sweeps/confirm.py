@@ -231,7 +231,7 @@ def second_test_note(space_file: Space, space: Space) -> Optional[str]:
     was, now = confirm_seeds(space_file), confirm_seeds(space)
     if was == now:
         return None
-    told = f"seeds {_span(now)} (the space file's: {_span(was)})"
+    told = f"seeds {seed_span(now)} (the space file's: {seed_span(was)})"
     if not set(was) & set(now):
         how = f"{told}: a replication on seeds and data draws they do not share, judged alone"
     elif set(was) <= set(now):
@@ -244,5 +244,6 @@ def second_test_note(space_file: Space, space: Space) -> Optional[str]:
             f"the stated level (README, \"What an INCONCLUSIVE verdict asks for\").")
 
 
-def _span(seeds: Sequence[int]) -> str:
+def seed_span(seeds: Sequence[int]) -> str:
+    """"1–12" (or "3" for one seed): a run of confirmation seeds in prose."""
     return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])

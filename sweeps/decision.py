@@ -409,7 +409,13 @@ def format_verdict_table(verdict: Verdict) -> str:
 
 def ci_levels(verdict: Verdict) -> str:
     """"98.8%–99.2%": the range of the levels its intervals are at (one value if they agree)."""
-    levels = [r.ci_level for f in verdict.finalists for r in f.criteria]
+    return level_range([r.ci_level for f in verdict.finalists for r in f.criteria])
+
+
+def level_range(levels: Sequence[float]) -> str:
+    """"98.8%–99.2%" from interval levels (one value if they agree to 0.05 %; "" if none)."""
+    if not levels:
+        return ""
     lo, hi = min(levels), max(levels)
     return f"{lo:.1%}" + (f"–{hi:.1%}" if hi - lo > 5e-4 else "")
 

@@ -123,9 +123,10 @@ def _read_given(space: Space, run_dir: str, flag: str) -> list:
         raise BadInput(f"{where}: a sweep of workload {other.workload}, not {space.workload}: "
                        "its knobs mean something else here")
     problems = given_problems(space, saved["finalists"], flag)
-    if not set(saved["seeds"]) & set(confirm_seeds(space)):
+    seeds = confirm_seeds(space)
+    if not set(saved["seeds"]) & set(seeds):
         problems.append(f"{flag}: that sweep confirmed on seeds {clip(saved['seeds'], 60)}, this "
-                        f"one would use {clip(confirm_seeds(space), 60)}: no seed in common to "
+                        f"one would use {clip(seeds, 60)}: no seed in common to "
                         "pair (set --confirm-seeds / --confirm-seed-offset)")
     if problems:
         raise SpaceError(problems)
@@ -162,9 +163,8 @@ class Sweep:
                   confirm_knobs_from: Optional[str] = None, **kwargs: Any) -> "Sweep":
         overrides = Overrides(trials, max_concurrent, workers_per_trial, gpus_per_worker,
                               cpus_per_worker, seed, smoke, finalists, confirm_seeds,
-                              confirm_seed_offset, None if confirm_knobs_from is None
-                              else os.path.abspath(confirm_knobs_from) if confirm_knobs_from
-                              else "")
+                              confirm_seed_offset,
+                              confirm_knobs_from and os.path.abspath(confirm_knobs_from))
         return cls(load_space(space_file), overrides=overrides, **kwargs)
 
     @classmethod
@@ -189,6 +189,11 @@ class Sweep:
         return sweep
 
     # ----------------------------------------------------------------------------------------
+    @property
+    def saved_state(self) -> Optional[dict]:
+        """The sweep.json `resume_from` read (checked); None for a sweep not started yet."""
+        return getattr(self, "_state", None)
+
     @property
     def tracking_uri(self) -> str:
         from sweeps.mlflow_store import default_tracking_uri
@@ -259,7 +264,7 @@ class Sweep:
         self._check_output(write_probe)
         # A new sweep needs the server to create its parent run. A resumed one has it already
         # and spools its writes until the server answers (sweeps/mlflow_spool.py).
-        if self.mlflow_uri and getattr(self, "_state", None) is None:
+        if self.mlflow_uri and self.saved_state is None:
             check_tracking_uri(self.mlflow_uri)
 
     def _check_output(self, write_probe: bool) -> None:
@@ -396,7 +401,7 @@ class Sweep:
         return left
 
     def _resume_state(self) -> dict:
-        state = getattr(self, "_state", None)
+        state = self.saved_state
         if state is None:
             raise BadInput("resume: use Sweep.resume_from(run_dir)")
         return state
